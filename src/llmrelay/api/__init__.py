@@ -1,0 +1,1 @@
+"""Inbound surfaces, one thin router each."""

@@ -1,0 +1,93 @@
+"""The simple question-and-answer API: ``{question, system?}`` in, an answer out, whole or streamed.
+
+Streamed answers are SSE events ``data: {"delta": "..."}`` ending with
+``data: [DONE]``; the GET form serves browser ``EventSource`` clients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from ..errors import InvalidRequest
+from ..gateway import Gateway
+from ..providers import ChunkStream
+from ..schemas import ChatCompletionRequest, JSONObject, SimpleChatRequest
+from ..schemas.chat import Message
+from ..streaming import DONE, error_event, run_until_disconnect
+from .deps import GatewayDep, json_response, openapi_body, parse_body, stream_response
+
+router = APIRouter(tags=["Simple chat"])
+
+
+def _chat_request(body: SimpleChatRequest, stream: bool) -> ChatCompletionRequest:
+    messages = [Message(role="user", content=body.question)]
+    if body.system:
+        messages.insert(0, Message(role="system", content=body.system))
+    return ChatCompletionRequest(model=body.model, messages=messages, stream=stream)
+
+
+@router.post("/chat", openapi_extra=openapi_body(SimpleChatRequest))
+async def chat(request: Request, gateway: GatewayDep) -> Response:
+    """Answer a question."""
+    body = await parse_body(request, SimpleChatRequest)
+    provider = gateway.resolve(body.model)
+    reply = await run_until_disconnect(provider.chat(_chat_request(body, False)), request.receive)
+    message = reply["choices"][0]["message"]
+    return json_response({"answer": message.get("content") or "", "model": provider.name})
+
+
+@router.post("/chat/stream", openapi_extra=openapi_body(SimpleChatRequest))
+async def chat_stream(request: Request, gateway: GatewayDep) -> Response:
+    """Answer a question as a stream of text deltas."""
+    body = await parse_body(request, SimpleChatRequest)
+    return await _stream(request, gateway, body)
+
+
+@router.get("/chat/stream")
+async def chat_stream_get(
+    request: Request,
+    gateway: GatewayDep,
+    question: str = Query(default="", description="The user's question."),
+    system: str | None = Query(default=None),
+    model: str | None = Query(default=None),
+) -> Response:
+    """The same stream for browser ``EventSource`` clients, which can only GET."""
+    if not question.strip():
+        raise InvalidRequest("'question' is required and must not be empty.", param="question")
+    body = SimpleChatRequest(question=question, system=system, model=model)
+    return await _stream(request, gateway, body)
+
+
+async def _stream(request: Request, gateway: Gateway, body: SimpleChatRequest) -> Response:
+    provider = gateway.resolve(body.model)
+    return await stream_response(
+        request, provider.chat_stream(_chat_request(body, True)), _deltas
+    )
+
+
+async def _deltas(first: list[JSONObject], rest: ChunkStream) -> AsyncIterator[bytes]:
+    """Text deltas as ``data: {"delta": ...}`` events, then ``[DONE]``."""
+
+    async def batches() -> ChunkStream:
+        yield first
+        async for batch in rest:
+            yield batch
+
+    try:
+        async for batch in batches():
+            text = "".join(
+                choice["delta"].get("content") or ""
+                for chunk in batch
+                for choice in chunk.get("choices") or ()
+            )
+            if text:
+                yield b"data: " + orjson.dumps({"delta": text}) + b"\n\n"
+    except Exception as exc:
+        yield error_event(exc)
+    finally:
+        await rest.aclose()
+    yield DONE

@@ -1,0 +1,141 @@
+"""Building OpenAI-shaped replies and chunks, and folding a chunk stream back into a whole reply.
+
+Adapters that translate (rather than relay) build their output here, so that
+every backend emits the same shapes, and a streamed answer reassembles to
+exactly what the whole answer would have been.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from .schemas import JSONObject
+
+
+def completion_id(prefix: str = "chatcmpl") -> str:
+    return f"{prefix}-{secrets.token_hex(12)}"
+
+
+def tool_call_id() -> str:
+    return f"call_{secrets.token_hex(12)}"
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> JSONObject:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+class ChunkFactory:
+    """Makes the chunks of one streamed chat completion, sharing its id, time and model."""
+
+    def __init__(self, model: str, kind: str = "chat.completion.chunk") -> None:
+        self.id = completion_id("chatcmpl" if kind.startswith("chat") else "cmpl")
+        self.created = int(time.time())
+        self.model = model
+        self.kind = kind
+
+    def chunk(self, choices: list[JSONObject], usage: JSONObject | None = None) -> JSONObject:
+        chunk: JSONObject = {
+            "id": self.id,
+            "object": self.kind,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
+        if usage is not None:
+            chunk["usage"] = usage
+        return chunk
+
+    def delta(
+        self, index: int, delta: JSONObject, finish_reason: str | None = None
+    ) -> JSONObject:
+        return self.chunk(
+            [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
+        )
+
+    def text(self, index: int, text: str, finish_reason: str | None = None) -> JSONObject:
+        """A legacy text-completion chunk."""
+        return self.chunk(
+            [{"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}]
+        )
+
+
+class ChatAccumulator:
+    """Folds ``chat.completion.chunk`` dicts into one ``chat.completion``.
+
+    Tool-call argument fragments are concatenated per ``index``, content per
+    choice, and the usage chunk (if any) becomes the reply's usage.
+    """
+
+    def __init__(self) -> None:
+        self.head: JSONObject = {}
+        self.choices: dict[int, JSONObject] = {}
+        self.usage: JSONObject | None = None
+
+    def add(self, chunk: JSONObject) -> None:
+        if not self.head:
+            self.head = {k: chunk[k] for k in ("id", "created", "model") if k in chunk}
+        if chunk.get("usage"):
+            self.usage = chunk["usage"]
+        for part in chunk.get("choices") or ():
+            choice = self.choices.setdefault(
+                part.get("index", 0),
+                {"content": None, "refusal": None, "tool_calls": {}, "finish_reason": None},
+            )
+            delta = part.get("delta") or {}
+            for key in ("content", "refusal"):
+                if delta.get(key):
+                    choice[key] = (choice[key] or "") + delta[key]
+            for call in delta.get("tool_calls") or ():
+                _merge_tool_call(choice["tool_calls"], call)
+            if part.get("finish_reason"):
+                choice["finish_reason"] = part["finish_reason"]
+
+    def result(self) -> JSONObject:
+        choices = []
+        for index in sorted(self.choices):
+            choice = self.choices[index]
+            message: JSONObject = {
+                "role": "assistant",
+                "content": choice["content"],
+                "refusal": choice["refusal"],
+            }
+            if choice["tool_calls"]:
+                message["tool_calls"] = [choice["tool_calls"][i] for i in sorted(choice["tool_calls"])]
+            choices.append(
+                {
+                    "index": index,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": choice["finish_reason"] or "stop",
+                }
+            )
+        reply: JSONObject = {
+            "id": self.head.get("id") or completion_id(),
+            "object": "chat.completion",
+            "created": self.head.get("created") or int(time.time()),
+            "model": self.head.get("model", ""),
+            "choices": choices,
+        }
+        if self.usage is not None:
+            reply["usage"] = self.usage
+        return reply
+
+
+def _merge_tool_call(calls: dict[int, JSONObject], fragment: JSONObject) -> None:
+    index = fragment.get("index", 0)
+    call = calls.setdefault(
+        index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+    )
+    if fragment.get("id"):
+        call["id"] = fragment["id"]
+    function: dict[str, Any] = fragment.get("function") or {}
+    if function.get("name"):
+        call["function"]["name"] += function["name"]
+    if function.get("arguments"):
+        call["function"]["arguments"] += function["arguments"]

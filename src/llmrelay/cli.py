@@ -1,0 +1,190 @@
+"""The ``llmrelay`` command: serve the gateway, list its models, chat with it from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import os
+import sys
+from collections.abc import Sequence
+
+import aiohttp
+import orjson
+from dotenv import load_dotenv
+
+from . import __version__
+from .config import Config, ConfigError, load_config
+from .streaming import SSEDecoder
+
+CONFIG_ENV = "LLMRELAY_CONFIG"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    load_dotenv(os.environ.get("LLMRELAY_DOTENV", ".env"))
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except ConfigError as exc:
+        print(f"llmrelay: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmrelay", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"llmrelay {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    _config_option(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes")
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback host with no api_keys configured",
+    )
+    serve.set_defaults(run=_serve)
+
+    models = commands.add_parser("models", help="list the configured models")
+    _config_option(models)
+    models.set_defaults(run=_models)
+
+    chat = commands.add_parser("chat", help="ask a running gateway, streaming the answer")
+    chat.add_argument("prompt")
+    chat.add_argument("--model", default=None)
+    chat.add_argument("--system", default=None)
+    chat.add_argument("--no-stream", dest="stream", action="store_false")
+    chat.add_argument("--url", default=os.environ.get("LLMRELAY_URL", "http://127.0.0.1:8000"))
+    chat.add_argument("--api-key", default=os.environ.get("LLMRELAY_API_KEY"))
+    chat.set_defaults(run=_chat)
+    return parser
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", default=os.environ.get(CONFIG_ENV), help=f"YAML config (or ${CONFIG_ENV})"
+    )
+
+
+def _load(path: str | None) -> Config:
+    return load_config(path, os.environ)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .logs import configure
+
+    config = _load(args.config)  # fail here, once, before any worker starts
+    if not config.api_keys and not args.insecure and not _is_loopback(args.host):
+        print(
+            f"llmrelay: refusing to serve on {args.host} with no api_keys configured; "
+            "add api_keys to the config or pass --insecure",
+            file=sys.stderr,
+        )
+        return 2
+    if args.config:
+        os.environ[CONFIG_ENV] = os.path.abspath(args.config)
+    configure(config.log_level)
+    uvicorn.run(
+        "llmrelay.cli:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def app_from_env() -> object:
+    """The app for each uvicorn worker, built from the config that ``serve`` validated."""
+    from .app import create_app
+    from .logs import configure
+
+    config = _load(os.environ.get(CONFIG_ENV))
+    configure(config.log_level)
+    return create_app(config)
+
+
+def _models(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    for spec in config.specs:
+        marker = "*" if spec.name == config.default_model else " "
+        print(f"{marker} {spec.name:<28} {spec.provider:<10} {spec.upstream_model}")
+    return 0
+
+
+def _chat(args: argparse.Namespace) -> int:
+    return asyncio.run(_ask(args))
+
+
+async def _ask(args: argparse.Namespace) -> int:
+    messages = [{"role": "user", "content": args.prompt}]
+    if args.system:
+        messages.insert(0, {"role": "system", "content": args.system})
+    body: dict[str, object] = {"messages": messages, "stream": args.stream}
+    if args.model:
+        body["model"] = args.model
+    headers = {"content-type": "application/json"}
+    if args.api_key:
+        headers["authorization"] = f"Bearer {args.api_key}"
+    url = args.url.rstrip("/") + "/v1/chat/completions"
+    async with aiohttp.ClientSession() as http:
+        try:
+            async with http.post(url, data=orjson.dumps(body), headers=headers) as response:
+                if response.status >= 400:
+                    return _fail(await response.read())
+                if not args.stream:
+                    reply = orjson.loads(await response.read())
+                    print(reply["choices"][0]["message"].get("content") or "")
+                    return 0
+                return await _print_stream(response)
+        except aiohttp.ClientError as exc:
+            print(f"llmrelay: cannot reach {args.url}: {exc}", file=sys.stderr)
+            return 1
+
+
+async def _print_stream(response: aiohttp.ClientResponse) -> int:
+    decoder = SSEDecoder()
+    async for data in response.content.iter_any():
+        for event in decoder.feed(data):
+            if event.data == b"[DONE]":
+                print()
+                return 0
+            chunk = orjson.loads(event.data)
+            if "error" in chunk:
+                print()
+                return _fail(event.data)
+            for choice in chunk.get("choices") or ():
+                print(choice["delta"].get("content") or "", end="", flush=True)
+    print()
+    return 0
+
+
+def _fail(body: bytes) -> int:
+    try:
+        message = orjson.loads(body)["error"]["message"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        message = body.decode("utf-8", "replace")
+    print(f"llmrelay: {message}", file=sys.stderr)
+    return 1
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

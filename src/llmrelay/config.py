@@ -1,0 +1,154 @@
+"""The gateway's YAML config: one file, validated once at start-up.
+
+A bad config stops start-up with an error that names the key and its line, so
+that nobody finds a typo by sending traffic.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from .providers import PROVIDERS
+from .providers.base import ModelSpec
+
+DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+LOCAL_MODEL = "local"
+
+
+def _union(types: Sequence[type]) -> Any:
+    union: Any = types[0]
+    for t in types[1:]:
+        union = union | t
+    return union
+
+
+AnyModelSpec = Annotated[_union([c.spec_type for c in PROVIDERS.values()]), Field(discriminator="provider")]
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    default_model: str | None = Field(
+        default=None, description="Used when a request omits 'model'; the first model if unset."
+    )
+    models: list[AnyModelSpec] = Field(min_length=1)  # type: ignore[valid-type]
+    api_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Gateway keys clients must send as a Bearer token. None means no auth.",
+    )
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    cors_origins: list[str] = Field(default_factory=lambda: ["*"])
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _check_names(self) -> Config:
+        names = [m.name for m in self.models]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
+        if self.default_model is None:
+            self.default_model = names[0]
+        elif self.default_model not in names:
+            raise ValueError(
+                f"default_model '{self.default_model}' is not one of the configured models"
+            )
+        return self
+
+    @property
+    def specs(self) -> list[ModelSpec]:
+        return list(self.models)
+
+
+class ConfigError(Exception):
+    """The config file is missing, unreadable or invalid. The message says where."""
+
+
+def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Config:
+    """Load the config from ``path``, or build the default one when there is no file."""
+    if path is None:
+        return Config.model_validate(default_config_data(env))
+    source = Path(path)
+    try:
+        text = source.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read the config file: {exc.strerror}") from exc
+    try:
+        tree = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the config must be a mapping with a 'models' list")
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        lines = [
+            f"{source}:{_line_of(tree, err['loc'])}: {_dotted(err['loc'])}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise ConfigError("invalid config\n  " + "\n  ".join(lines)) from None
+    _resolve_key_env(config, env, source)
+    return config
+
+
+def default_config_data(env: Mapping[str, str]) -> dict[str, Any]:
+    """No config file: the embedded model, plus gpt-4o-mini as the default when a key is set."""
+    models: list[dict[str, Any]] = [{"name": LOCAL_MODEL, "provider": "local"}]
+    data: dict[str, Any] = {"models": models, "default_model": LOCAL_MODEL}
+    if env.get("OPENAI_API_KEY"):
+        openai: dict[str, Any] = {
+            "name": DEFAULT_OPENAI_MODEL,
+            "provider": "openai",
+            "api_key": env["OPENAI_API_KEY"],
+        }
+        if env.get("OPENAI_BASE_URL"):
+            openai["base_url"] = env["OPENAI_BASE_URL"]
+        models.insert(0, openai)
+        data["default_model"] = DEFAULT_OPENAI_MODEL
+    return data
+
+
+def _resolve_key_env(config: Config, env: Mapping[str, str], source: Path) -> None:
+    """Read each ``api_key_env`` once, here, so that adapters never touch the environment."""
+    for index, spec in enumerate(config.specs):
+        var = getattr(spec, "api_key_env", None)
+        if var is None:
+            continue
+        if var not in env:
+            raise ConfigError(
+                f"{source}: models.{index}.api_key_env: the environment variable {var} is not set"
+            )
+        spec.api_key = SecretStr(env[var])  # type: ignore[attr-defined]
+
+
+def _dotted(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
+    """The 1-based line of the deepest YAML node that ``loc`` reaches.
+
+    Path parts that are not in the document (such as the provider tag pydantic
+    inserts for a tagged union) are skipped rather than ending the walk.
+    """
+    if node is None:
+        return 1
+    line = node.start_mark.line + 1
+    for part in loc:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if k.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if 0 <= part < len(node.value):
+                child = node.value[part]
+        if child is None:
+            continue
+        node = child
+        line = node.start_mark.line + 1
+    return line

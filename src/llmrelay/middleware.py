@@ -1,0 +1,125 @@
+"""The gateway's one ASGI middleware: request ids, body limits, gateway-key auth and the access log.
+
+It is plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, which would
+add a task and a memory stream to every request on the hot path.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import secrets
+import time
+from collections.abc import Sequence
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import AuthenticationFailed, PayloadTooLarge, RelayError
+from .logs import request_id_var
+
+log = logging.getLogger("llmrelay.access")
+
+# Paths anyone may reach: liveness probes and the API's own documentation.
+PUBLIC_PATHS = frozenset({"/health", "/health/ready", "/docs", "/openapi.json", "/redoc"})
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class GatewayMiddleware:
+    def __init__(self, app: ASGIApp, *, api_keys: Sequence[str], max_body_bytes: int) -> None:
+        self.app = app
+        self.api_keys = [key.encode() for key in api_keys]
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _CLIENT_ID.match(given) else f"req_{secrets.token_hex(12)}"
+        token = request_id_var.set(request_id)
+        status = 500
+        id_header = (b"x-request-id", request_id.encode())
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
+            await send(message)
+
+        try:
+            self._check(scope, headers)
+            await self.app(scope, self._limited(receive), send_with_id)
+        except RelayError as exc:
+            # Raised here or by the body limit before a route could render it.
+            await _send_error(send_with_id, exc)
+        finally:
+            log.info(
+                "%s %s %d %.1fms",
+                scope["method"],
+                scope["path"],
+                status,
+                (time.perf_counter() - started) * 1000,
+            )
+            request_id_var.reset(token)
+
+    def _check(self, scope: Scope, headers: dict[bytes, bytes]) -> None:
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            raise _too_large(self.max_body_bytes)
+        if not self.api_keys or scope["path"] in PUBLIC_PATHS or scope["method"] == "OPTIONS":
+            return
+        if not scope["path"].startswith(("/v1/", "/chat", "/tokenize", "/detokenize")):
+            return
+        presented = _presented_key(headers)
+        # Compare against every key so the time taken does not reveal which one matched.
+        matched = False
+        for key in self.api_keys:
+            matched |= hmac.compare_digest(presented, key)
+        if not matched:
+            message = (
+                "Incorrect API key provided."
+                if presented
+                else "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
+            )
+            raise AuthenticationFailed(message)
+
+    def _limited(self, receive: Receive) -> Receive:
+        limit = self.max_body_bytes
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _too_large(limit)
+            return message
+
+        return limited
+
+
+def _presented_key(headers: dict[bytes, bytes]) -> bytes:
+    auth = headers.get(b"authorization", b"")
+    if auth[:7].lower() == b"bearer ":
+        return auth[7:].strip()
+    return headers.get(b"x-api-key", b"").strip()
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"The request body is larger than the gateway's limit of {limit} bytes.")
+
+
+async def _send_error(send: Send, exc: RelayError) -> None:
+    body = exc.to_json()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((k.encode(), v.encode()) for k, v in exc.headers.items()),
+    ]
+    await send({"type": "http.response.start", "status": exc.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

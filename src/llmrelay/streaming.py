@@ -1,0 +1,170 @@
+"""Server-sent events in one place: decoding upstream streams, encoding ours, and
+the response that sends them while watching for the client to hang up."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NamedTuple, TypeVar
+
+import orjson
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from .errors import INTERNAL_MESSAGE, RelayError
+from .schemas import JSONObject
+
+log = logging.getLogger(__name__)
+
+DONE = b"data: [DONE]\n\n"
+SSE_HEADERS = {
+    "cache-control": "no-cache",
+    # Stops nginx and similar proxies from buffering the stream.
+    "x-accel-buffering": "no",
+}
+
+T = TypeVar("T")
+
+
+class SSEEvent(NamedTuple):
+    event: str | None
+    data: bytes
+
+
+class SSEDecoder:
+    """Incremental SSE parser: feed it bytes as they arrive, get back whole events."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        buffer = self._buffer + chunk
+        if b"\r" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        *blocks, self._buffer = buffer.split(b"\n\n")
+        events = []
+        for block in blocks:
+            event = self._parse(block)
+            if event is not None:
+                events.append(event)
+        return events
+
+    @staticmethod
+    def _parse(block: bytes) -> SSEEvent | None:
+        name: str | None = None
+        data: list[bytes] = []
+        for line in block.split(b"\n"):
+            if line.startswith(b"data:"):
+                data.append(line[6:] if line[5:6] == b" " else line[5:])
+            elif line.startswith(b"event:"):
+                name = line[6:].strip().decode()
+        if not data:
+            return None
+        return SSEEvent(name, b"\n".join(data))
+
+
+def encode(obj: JSONObject) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+def error_event(exc: BaseException) -> bytes:
+    """The event that closes a stream that failed after it started, as OpenAI and vLLM send it."""
+    if isinstance(exc, RelayError):
+        return encode(exc.to_dict())
+    log.error("stream failed after it started", exc_info=exc)
+    return encode(RelayError(INTERNAL_MESSAGE).to_dict())
+
+
+async def openai_events(
+    first: list[JSONObject], rest: AsyncIterator[list[JSONObject]]
+) -> AsyncIterator[bytes]:
+    """OpenAI's SSE framing of a chunk stream: one write per batch, ``[DONE]`` at the end,
+    and an error event before ``[DONE]`` when the stream breaks."""
+    try:
+        yield b"".join(map(encode, first))
+        try:
+            async for batch in rest:
+                yield b"".join(map(encode, batch))
+        except Exception as exc:
+            yield error_event(exc) + DONE
+            return
+        yield DONE
+    finally:
+        # Closing the source here ends the upstream request even when the client left mid-stream.
+        await _aclose(rest)
+
+
+class EventStreamResponse(Response):
+    """An ``text/event-stream`` ASGI response that stops its source when the client leaves.
+
+    The body iterator is cancelled as soon as the server reports the disconnect,
+    even while it waits on an upstream that is sending nothing, so upstream
+    connections and local generations end with the client.
+    """
+
+    media_type = "text/event-stream; charset=utf-8"
+
+    def __init__(self, source: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> None:
+        # Like Starlette's StreamingResponse, set no body so that no content-length is sent.
+        self.status_code = 200
+        self.background = None
+        self.init_headers({**SSE_HEADERS, **(headers or {})})
+        self.source = source
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+
+        async def pump() -> None:
+            async for part in self.source:
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+
+        try:
+            await run_until_disconnect(pump(), receive)
+        except (ClientGone, OSError):
+            # OSError: the transport went away between the disconnect and our next write.
+            log.info("client disconnected; stream stopped")
+        finally:
+            await _aclose(self.source)
+
+
+class ClientGone(Exception):
+    """The client disconnected before its reply was ready; the work for it was cancelled."""
+
+
+async def run_until_disconnect(work: Awaitable[T], receive: Receive) -> T:
+    """Await ``work``, cancelling it and raising ``ClientGone`` if the client disconnects first.
+
+    Only the waiting side is a task: the work itself runs in the caller's task,
+    so the common case costs one small task and no context switches.
+    """
+    current = asyncio.current_task()
+    assert current is not None
+    disconnected = False
+
+    async def watch() -> None:
+        nonlocal disconnected
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        disconnected = True
+        current.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not disconnected:
+            raise
+        current.uncancel()
+        raise ClientGone() from None
+    finally:
+        watcher.cancel()
+
+
+async def _aclose(iterator: Any) -> None:
+    close: Callable[[], Awaitable[None]] | None = getattr(iterator, "aclose", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            await close()
