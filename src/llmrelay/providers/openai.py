@@ -106,15 +106,16 @@ class OpenAIProvider(Provider):
             decoder = SSEDecoder()
             with upstream_errors(self.name):
                 async for data in response.content.iter_any():
-                    batch = []
-                    for event in decoder.feed(data):
-                        if event.data == b"[DONE]":
-                            if batch:
-                                yield batch
-                            return
-                        batch.append(self._chunk(event.data))
-                    if batch:
-                        yield batch
+                    batch: list[JSONObject] = []
+                    try:
+                        for event in decoder.feed(data):
+                            if event.data == b"[DONE]":
+                                return
+                            batch.append(self._chunk(event.data))
+                    finally:
+                        # What arrived before a [DONE] or a failure still goes out, first.
+                        if batch:
+                            yield batch
             raise UpstreamMalformed(f"The upstream for '{self.name}' ended its stream early.")
         finally:
             response.release()

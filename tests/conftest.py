@@ -1,0 +1,120 @@
+"""Shared fixtures: a fake OpenAI upstream and llmrelay itself, both as real servers on loopback."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+import uvicorn
+import yaml
+
+from llmrelay.app import create_app
+from llmrelay.config import load_config
+
+from .fakes.openai_upstream import FakeUpstream
+
+UPSTREAM_KEY = "sk-upstream-secret-0123456789"
+# Each scenario of the fake upstream is reachable as a model of the same name.
+UPSTREAM_MODELS = [
+    "fake-model", "tools-model", "error-400", "error-401", "error-429", "error-500", "garbage",
+    "midstream-error", "truncated", "slow", "slow-stream", "leaky-key",
+]
+
+
+@dataclass
+class Running:
+    url: str
+    server: uvicorn.Server
+
+    @property
+    def v1(self) -> str:
+        return self.url + "/v1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def run_gateway(config: dict[str, Any], tmp: Path) -> Iterator[Running]:
+    """Start llmrelay from a YAML config file in a thread, as ``llmrelay serve`` would."""
+    path = tmp / f"config-{free_port()}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    app = create_app(load_config(path, {}))
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                       loop="uvloop", http="httptools")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("llmrelay did not start")
+        time.sleep(0.02)
+    try:
+        yield Running(f"http://127.0.0.1:{port}", server)
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+def upstream_models(base_url: str) -> list[dict[str, Any]]:
+    models: list[dict[str, Any]] = [
+        {"name": name, "provider": "openai", "base_url": base_url, "api_key": UPSTREAM_KEY}
+        for name in UPSTREAM_MODELS
+    ]
+    models += [
+        {"name": "aliased", "provider": "openai", "model": "fake-model", "base_url": base_url,
+         "api_key": UPSTREAM_KEY},
+        {"name": "times-out", "provider": "openai", "model": "slow", "base_url": base_url,
+         "timeout": 0.5},
+        {"name": "unreachable", "provider": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1",
+         "connect_timeout": 1},
+    ]
+    return models
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[FakeUpstream]:
+    fake = FakeUpstream()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(upstream: FakeUpstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """llmrelay with every fake-upstream scenario and the embedded model."""
+    config = {
+        "default_model": "fake-model",
+        "models": [
+            *upstream_models(upstream.base_url),
+            {"name": "local", "provider": "local", "max_tokens": 16, "n_ctx": 2048},
+        ],
+    }
+    with run_gateway(config, tmp_path_factory.mktemp("gateway")) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def client(gateway: Running) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.v1, api_key="unused", max_retries=0, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def http(gateway: Running) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway.url, timeout=60) as session:
+        yield session

@@ -1,0 +1,249 @@
+"""A fake OpenAI-compatible upstream: a real HTTP server on loopback that follows the wire format.
+
+The requested ``model`` picks the behaviour, so one server covers every scenario:
+
+- ``fake-model`` (or anything unlisted): a fixed answer, or a streamed one when asked
+- ``tools-model``: a tool call (two parallel calls when streamed, in argument fragments)
+- ``error-400`` / ``error-429`` / ``error-500`` / ``error-401``: that status, OpenAI-shaped
+- ``garbage``: a 200 whose body is not JSON
+- ``midstream-error``: a 200 stream that sends an ``{"error": ...}`` event after two chunks
+- ``truncated``: a stream that stops without ``[DONE]``
+- ``slow``: waits ``SLOW_SECONDS`` before answering (for timeouts and cancellation)
+- ``leaky-key``: an error whose message echoes the upstream key
+
+Every request is recorded, so tests can check exactly what the gateway sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+ANSWER = "Hello from the fake upstream."
+STREAM_PIECES = ["Hello", " from", " the", " fake", " upstream."]
+SLOW_SECONDS = 3.0
+TOOL_ARGS = ['{"ci', 'ty": "Pa', 'ris"}']
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+
+@dataclass
+class FakeUpstream:
+    host: str = "127.0.0.1"
+    port: int = 0
+    requests: list[Recorded] = field(default_factory=list)
+    in_flight: int = 0
+    # Slow requests whose connection the gateway closed before the answer was ready.
+    cancelled: int = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def start(self) -> None:
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+
+        async def boot() -> None:
+            app = web.Application()
+            app.router.add_post("/v1/chat/completions", self.chat)
+            app.router.add_post("/v1/completions", self.completions)
+            app.router.add_post("/v1/embeddings", self.embeddings)
+            app.router.add_get("/v1/models", self.models)
+            self._runner = web.AppRunner(app, access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.host, self.port)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            ready.set()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(boot())
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        ready.wait(10)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def last(self) -> Recorded:
+        return self.requests[-1]
+
+    async def _record(self, request: web.Request) -> dict[str, Any]:
+        body = await request.json()
+        self.requests.append(Recorded(request.path, dict(request.headers), body))
+        return body
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [_model_card("fake-model")]})
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        body = await self._record(request)
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [
+            {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
+            for i, _ in enumerate(inputs)
+        ]
+        return web.json_response(
+            {"object": "list", "data": data, "model": body["model"],
+             "usage": {"prompt_tokens": 3, "total_tokens": 3}}
+        )
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        if body.get("stream"):
+            response = await _sse_start(request)
+            for piece in STREAM_PIECES:
+                await _sse(response, _text_chunk(body["model"], piece, None))
+            await _sse(response, _text_chunk(body["model"], "", "stop"))
+            await response.write(b"data: [DONE]\n\n")
+            return response
+        return web.json_response(
+            {"id": "cmpl-fake", "object": "text_completion", "created": 1700000000,
+             "model": body["model"],
+             "choices": [{"index": 0, "text": ANSWER, "logprobs": None, "finish_reason": "stop"}],
+             "usage": _usage()}
+        )
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        model = body["model"]
+        self.in_flight += 1
+        try:
+            return await self._chat(request, body, model)
+        finally:
+            self.in_flight -= 1
+
+    async def _chat(self, request: web.Request, body: dict[str, Any], model: str) -> web.StreamResponse:
+        if model.startswith("error-"):
+            return _error(int(model.removeprefix("error-")))
+        if model == "leaky-key":
+            key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            return _error(400, f"Incorrect API key provided: {key}")
+        if model == "garbage":
+            return web.Response(text="<html>not json</html>", content_type="text/html")
+        if model == "slow" and not await _wait_unless_closed(request, SLOW_SECONDS):
+            self.cancelled += 1
+            return web.Response(status=499)
+        if not body.get("stream"):
+            return web.json_response(_completion(model, tools=model == "tools-model"))
+        response = await _sse_start(request)
+        if model == "tools-model":
+            await _stream_tool_calls(response, model)
+        else:
+            for i, piece in enumerate(STREAM_PIECES):
+                delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+                await _sse(response, _chunk(model, delta, None))
+                if model == "midstream-error" and i == 1:
+                    await _sse(response, {"error": {"message": "The model crashed.",
+                                                    "type": "server_error", "param": None,
+                                                    "code": None}})
+                    await response.write(b"data: [DONE]\n\n")
+                    return response
+                if model == "truncated" and i == 1:
+                    return response
+                if model == "slow-stream":
+                    await asyncio.sleep(0.5)
+            await _sse(response, _chunk(model, {}, "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await _sse(response, {**_chunk(model, {}, None), "choices": [], "usage": _usage()})
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+
+async def _wait_unless_closed(request: web.Request, seconds: float) -> bool:
+    """Sleep, watching the connection: False as soon as the gateway closes it."""
+    for _ in range(int(seconds / 0.01)):
+        if request.transport is None or request.transport.is_closing():
+            return False
+        await asyncio.sleep(0.01)
+    return True
+
+
+def _model_card(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 1700000000, "owned_by": "fake"}
+
+
+def _usage() -> dict[str, int]:
+    return {"prompt_tokens": 9, "completion_tokens": 7, "total_tokens": 16}
+
+
+def _completion(model: str, tools: bool = False) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": ANSWER, "refusal": None}
+    finish = "stop"
+    if tools:
+        message["content"] = None
+        message["tool_calls"] = [{"id": "call_fake1", "type": "function",
+                                  "function": {"name": "get_weather",
+                                               "arguments": "".join(TOOL_ARGS)}}]
+        finish = "tool_calls"
+    return {
+        "id": "chatcmpl-fake", "object": "chat.completion", "created": 1700000000,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
+        "usage": _usage(),
+    }
+
+
+def _chunk(model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    return {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+
+
+def _text_chunk(model: str, text: str, finish: str | None) -> dict[str, Any]:
+    return {"id": "cmpl-fake", "object": "text_completion", "created": 1700000000,
+            "model": model,
+            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}
+
+
+async def _stream_tool_calls(response: web.StreamResponse, model: str) -> None:
+    for index, name in enumerate(["get_weather", "get_time"]):
+        opening = {"index": index, "id": f"call_fake{index}", "type": "function",
+                   "function": {"name": name, "arguments": ""}}
+        delta: dict[str, Any] = {"tool_calls": [opening]}
+        if index == 0:
+            delta = {"role": "assistant", "content": None, **delta}
+        await _sse(response, _chunk(model, delta, None))
+        for fragment in TOOL_ARGS:
+            await _sse(response, _chunk(
+                model, {"tool_calls": [{"index": index, "function": {"arguments": fragment}}]},
+                None))
+    await _sse(response, _chunk(model, {}, "tool_calls"))
+
+
+def _error(status: int, message: str | None = None) -> web.Response:
+    kinds = {400: ("invalid_request_error", "invalid_value"),
+             401: ("invalid_request_error", "invalid_api_key"),
+             429: ("requests", "rate_limit_exceeded"),
+             500: ("server_error", None)}
+    error_type, code = kinds.get(status, ("server_error", None))
+    headers = {"retry-after": "7", "x-ratelimit-remaining-requests": "0"} if status == 429 else {}
+    body = {"error": {"message": message or f"Upstream says {status}.", "type": error_type,
+                      "param": None, "code": code}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+async def _sse_start(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+    await response.prepare(request)
+    return response
+
+
+async def _sse(response: web.StreamResponse, data: dict[str, Any]) -> None:
+    await response.write(b"data: " + json.dumps(data).encode() + b"\n\n")
