@@ -53,7 +53,9 @@ def write(directory: Path, text: str, name: str = "config.yaml") -> Path:
     return path
 
 
-def config_error(tmp_path: Path, text: str, env: Mapping[str, str] | None = None) -> tuple[str, str]:
+def config_error(
+    tmp_path: Path, text: str, env: Mapping[str, str] | None = None
+) -> tuple[str, str]:
     """Load ``text`` as a config file that must be rejected; return (its path, the message)."""
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
@@ -104,7 +106,9 @@ models:
     _, message = config_error(tmp_path, text)  # an unknown key inside a model...
     assert "models.1.openai.api_keys_are_not_here" in message
 
-    config = load_config(write(tmp_path, text.replace("    api_keys_are_not_here: false\n", "")), {})
+    config = load_config(
+        write(tmp_path, text.replace("    api_keys_are_not_here: false\n", "")), {}
+    )
     assert config.default_model == "alias"
     alias = config.specs[1]
     assert alias.model == "real-upstream-id"
@@ -116,9 +120,7 @@ models:
 
 
 def test_unknown_top_level_key(tmp_path: Path) -> None:
-    path, message = config_error(
-        tmp_path, "models:\n  - name: a\n    provider: local\nbogus: 1\n"
-    )
+    path, message = config_error(tmp_path, "models:\n  - name: a\n    provider: local\nbogus: 1\n")
     assert f"{path}:4: bogus: Extra inputs are not permitted" in message
 
 
@@ -136,11 +138,6 @@ def test_typo_in_a_model_key(tmp_path: Path, value: str) -> None:
     assert f"{path}:4: models.0.openai.base_ur: Extra inputs are not permitted" in message
 
 
-@pytest.mark.xfail(
-    reason="_line_of reports the line where the value node starts, not the key: an unknown "
-    "key whose value is a block mapping/sequence is reported one line too low",
-    strict=True,
-)
 def test_typo_in_a_model_key_with_a_block_value(tmp_path: Path) -> None:
     text = "models:\n  - name: a\n    provider: openai\n    heders:\n      X-Team: infra\n"
     path, message = config_error(tmp_path, text)
@@ -207,37 +204,16 @@ def test_duplicate_names_are_rejected(tmp_path: Path) -> None:
     text = "models:\n  - name: a\n    provider: local\n  - name: a\n    provider: openai\n"
     path, message = config_error(tmp_path, text)
     assert path in message
-    assert "model names must be unique; repeated: a" in message
-
-
-@pytest.mark.xfail(
-    reason="the uniqueness check is a model-level validator, so its error has an empty loc: "
-    "the message says '(top level)' and gives the line where the document starts, not the "
-    "key path or line of the repeated name",
-    strict=True,
-)
-def test_duplicate_names_error_names_the_repeated_entry(tmp_path: Path) -> None:
-    text = "# models\nmodels:\n  - name: a\n    provider: local\n  - name: a\n    provider: local\n"
-    path, message = config_error(tmp_path, text)
-    assert f"{path}:5: models.1.name:" in message
+    assert f"{path}:1: models: model names must be unique: 'a' is both " in message
+    assert "models.0 and models.1" in message
 
 
 def test_default_model_must_be_configured(tmp_path: Path) -> None:
     text = "models:\n  - name: a\n    provider: local\ndefault_model: b\n"
     path, message = config_error(tmp_path, text)
-    assert path in message
-    assert "default_model 'b' is not one of the configured models" in message
-
-
-@pytest.mark.xfail(
-    reason="the default_model check is a model-level validator, so its error has an empty loc: "
-    "the message says '(top level)' at line 1 instead of 'default_model' at its own line",
-    strict=True,
-)
-def test_default_model_error_names_its_key_and_line(tmp_path: Path) -> None:
-    text = "models:\n  - name: a\n    provider: local\ndefault_model: b\n"
-    path, message = config_error(tmp_path, text)
-    assert f"{path}:4: default_model:" in message
+    assert f"{path}:4: default_model: 'b' is not one of the configured models" in (
+        message
+    )
 
 
 def test_empty_models_list(tmp_path: Path) -> None:
@@ -465,7 +441,9 @@ def test_cli_config_option_wins_over_llmrelay_config(tmp_path: Path) -> None:
 
 
 def test_cli_reads_dotenv_in_the_working_directory(tmp_path: Path) -> None:
-    (tmp_path / ".env").write_text("OPENAI_API_KEY=sk-test\nOPENAI_BASE_URL=http://127.0.0.1:9/v1\n")
+    (tmp_path / ".env").write_text(
+        "OPENAI_API_KEY=sk-test\nOPENAI_BASE_URL=http://127.0.0.1:9/v1\n"
+    )
     result = llmrelay("models", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert listed(result.stdout) == [
@@ -530,9 +508,9 @@ def serve_config(tmp_path: Path, upstream: FakeUpstream) -> Path:
 def served(tmp_path: Path, serve_config: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     port = free_port()
     log = (tmp_path / "serve.log").open("wb")
+    args = ["serve", "--config", str(serve_config), "--port", str(port)]
     process = subprocess.Popen(
-        [sys.executable, "-m", "llmrelay", "serve", "--config", str(serve_config)]
-        + ["--port", str(port)],
+        [sys.executable, "-m", "llmrelay", *args],
         cwd=tmp_path,
         env=cli_env(),
         stdout=log,
@@ -584,9 +562,11 @@ def test_serve_runs_and_stops(
         process.wait(15)
     except subprocess.TimeoutExpired:
         pytest.fail(f"llmrelay serve ignored {stop.name}")
-    print((tmp_path / "serve.log").read_text())
-    assert process.returncode in (0, -stop, 128 + stop, 1)
-    assert UPSTREAM_KEY not in (tmp_path / "serve.log").read_text()
+    # A graceful shutdown; uvicorn may then re-raise the signal it caught, hence -signal.
+    assert process.returncode in (0, -stop)
+    log = (tmp_path / "serve.log").read_text()
+    assert "Application shutdown complete" in log
+    assert UPSTREAM_KEY not in log
 
 
 # --- llmrelay chat ------------------------------------------------------------------------------
@@ -615,24 +595,29 @@ def test_chat_url_from_llmrelay_url(tmp_path: Path, gateway: Running) -> None:
 
 @pytest.mark.parametrize("mode", [[], ["--no-stream"]], ids=["streamed", "whole"])
 def test_chat_upstream_error(tmp_path: Path, gateway: Running, mode: list[str]) -> None:
-    result = llmrelay("chat", "hi", "--url", gateway.url, "--model", "error-400", *mode, cwd=tmp_path)
+    result = llmrelay(
+        "chat", "hi", "--url", gateway.url, "--model", "error-400", *mode, cwd=tmp_path
+    )
     assert result.returncode == 1
-    assert result.stderr.startswith("llmrelay: ")
-    assert len(result.stderr.strip()) > len("llmrelay: ")
-    assert "{" not in result.stderr  # the message, not the JSON body
+    assert result.stderr == "llmrelay: Upstream says 400.\n"  # the message, not the JSON body
+    assert result.stdout == ""
 
 
 def test_chat_unknown_model(tmp_path: Path, gateway: Running) -> None:
     result = llmrelay("chat", "hi", "--url", gateway.url, "--model", "no-such-model", cwd=tmp_path)
     assert result.returncode == 1
-    assert "no-such-model" in result.stderr
+    assert result.stderr == (
+        "llmrelay: The model 'no-such-model' does not exist or you do not have access to it.\n"
+    )
 
 
 def test_chat_error_mid_stream(tmp_path: Path, gateway: Running) -> None:
-    result = llmrelay("chat", "hi", "--url", gateway.url, "--model", "midstream-error", cwd=tmp_path)
+    result = llmrelay(
+        "chat", "hi", "--url", gateway.url, "--model", "midstream-error", cwd=tmp_path
+    )
     assert result.returncode == 1
-    assert result.stderr.startswith("llmrelay: ")
-    assert result.stdout.strip() != ""  # what arrived before the error was printed
+    assert result.stderr == "llmrelay: The model crashed.\n"
+    assert result.stdout == "Hello from\n"  # what arrived before the error, then a newline
 
 
 def test_chat_cannot_reach(tmp_path: Path) -> None:

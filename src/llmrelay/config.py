@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from .providers import PROVIDERS
 from .providers.base import ModelSpec
@@ -34,10 +43,11 @@ AnyModelSpec = Annotated[_union([c.spec_type for c in PROVIDERS.values()]), Fiel
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    models: list[AnyModelSpec] = Field(min_length=1)  # type: ignore[valid-type]
+    # After 'models', so that its validator can see them.
     default_model: str | None = Field(
         default=None, description="Used when a request omits 'model'; the first model if unset."
     )
-    models: list[AnyModelSpec] = Field(min_length=1)  # type: ignore[valid-type]
     api_keys: list[SecretStr] = Field(
         default_factory=list,
         description="Gateway keys clients must send as a Bearer token. None means no auth.",
@@ -46,18 +56,31 @@ class Config(BaseModel):
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
+    @field_validator("models")
+    @classmethod
+    def _unique_names(cls, models: list[ModelSpec]) -> list[ModelSpec]:
+        seen: dict[str, int] = {}
+        for index, spec in enumerate(models):
+            if spec.name in seen:
+                raise ValueError(
+                    f"model names must be unique: '{spec.name}' is both "
+                    f"models.{seen[spec.name]} and models.{index}"
+                )
+            seen[spec.name] = index
+        return models
+
+    @field_validator("default_model")
+    @classmethod
+    def _known_default(cls, name: str | None, info: ValidationInfo) -> str | None:
+        models: list[ModelSpec] = info.data.get("models") or []
+        if name is not None and models and name not in {m.name for m in models}:
+            raise ValueError(f"'{name}' is not one of the configured models")
+        return name
+
     @model_validator(mode="after")
-    def _check_names(self) -> Config:
-        names = [m.name for m in self.models]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"model names must be unique; repeated: {', '.join(dupes)}")
+    def _default_to_first(self) -> Config:
         if self.default_model is None:
-            self.default_model = names[0]
-        elif self.default_model not in names:
-            raise ValueError(
-                f"default_model '{self.default_model}' is not one of the configured models"
-            )
+            self.default_model = self.specs[0].name
         return self
 
     @property
@@ -89,7 +112,8 @@ def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> 
         config = Config.model_validate(data)
     except ValidationError as exc:
         lines = [
-            f"{source}:{_line_of(tree, err['loc'])}: {_dotted(err['loc'])}: {err['msg']}"
+            f"{source}:{_line_of(tree, err['loc'])}: {_dotted(err['loc'])}: "
+            + err["msg"].removeprefix("Value error, ")
             for err in exc.errors()
         ]
         raise ConfigError("invalid config\n  " + "\n  ".join(lines)) from None
@@ -141,14 +165,16 @@ def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
         return 1
     line = node.start_mark.line + 1
     for part in loc:
+        key: yaml.Node | None = None
         child: yaml.Node | None = None
         if isinstance(node, yaml.MappingNode):
-            child = next((v for k, v in node.value if k.value == part), None)
+            key, child = next(((k, v) for k, v in node.value if k.value == part), (None, None))
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
             if 0 <= part < len(node.value):
                 child = node.value[part]
         if child is None:
             continue
         node = child
-        line = node.start_mark.line + 1
+        # A key's own line, not its value's, which may start on the next line.
+        line = (key or child).start_mark.line + 1
     return line

@@ -23,7 +23,8 @@ M = TypeVar("M", bound=BaseModel)
 _BODY_SCHEMAS: dict[str, Any] = {}
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
+    # async, so that FastAPI calls it inline rather than in a worker thread.
     gateway: Gateway = request.app.state.gateway
     return gateway
 
