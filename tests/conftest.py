@@ -25,8 +25,18 @@ from .fakes.openai_upstream import FakeUpstream
 UPSTREAM_KEY = "sk-upstream-secret-0123456789"
 # Each scenario of the fake upstream is reachable as a model of the same name.
 UPSTREAM_MODELS = [
-    "fake-model", "tools-model", "error-400", "error-401", "error-429", "error-500", "garbage",
-    "midstream-error", "truncated", "slow", "slow-stream", "leaky-key",
+    "fake-model",
+    "tools-model",
+    "error-400",
+    "error-401",
+    "error-429",
+    "error-500",
+    "garbage",
+    "midstream-error",
+    "truncated",
+    "slow",
+    "slow-stream",
+    "leaky-key",
 ]
 
 
@@ -54,8 +64,15 @@ def run_gateway(config: dict[str, Any], tmp: Path) -> Iterator[Running]:
     app = create_app(load_config(path, {}))
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                       loop="uvloop", http="httptools")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            access_log=False,
+            loop="uvloop",
+            http="httptools",
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -77,12 +94,26 @@ def upstream_models(base_url: str) -> list[dict[str, Any]]:
         for name in UPSTREAM_MODELS
     ]
     models += [
-        {"name": "aliased", "provider": "openai", "model": "fake-model", "base_url": base_url,
-         "api_key": UPSTREAM_KEY},
-        {"name": "times-out", "provider": "openai", "model": "slow", "base_url": base_url,
-         "timeout": 0.5},
-        {"name": "unreachable", "provider": "openai", "base_url": f"http://127.0.0.1:{free_port()}/v1",
-         "connect_timeout": 1},
+        {
+            "name": "aliased",
+            "provider": "openai",
+            "model": "fake-model",
+            "base_url": base_url,
+            "api_key": UPSTREAM_KEY,
+        },
+        {
+            "name": "times-out",
+            "provider": "openai",
+            "model": "slow",
+            "base_url": base_url,
+            "timeout": 0.5,
+        },
+        {
+            "name": "unreachable",
+            "provider": "openai",
+            "base_url": f"http://127.0.0.1:{free_port()}/v1",
+            "connect_timeout": 1,
+        },
     ]
     return models
 

@@ -211,9 +211,7 @@ def test_duplicate_names_are_rejected(tmp_path: Path) -> None:
 def test_default_model_must_be_configured(tmp_path: Path) -> None:
     text = "models:\n  - name: a\n    provider: local\ndefault_model: b\n"
     path, message = config_error(tmp_path, text)
-    assert f"{path}:4: default_model: 'b' is not one of the configured models" in (
-        message
-    )
+    assert f"{path}:4: default_model: 'b' is not one of the configured models" in (message)
 
 
 def test_empty_models_list(tmp_path: Path) -> None:

@@ -55,8 +55,11 @@ def test_invalid_requests_are_400(
 
 
 def test_malformed_json_is_400(http: httpx.Client) -> None:
-    response = http.post("/v1/chat/completions", content=b'{"messages": [',
-                         headers={"content-type": "application/json"})
+    response = http.post(
+        "/v1/chat/completions",
+        content=b'{"messages": [',
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 400
     assert "could not parse the JSON body" in response.json()["error"]["message"]
 
@@ -98,15 +101,18 @@ def test_auth_required_when_keys_configured(secured: Running) -> None:
     missing = httpx.post(secured.v1 + "/chat/completions", json=body)
     assert missing.status_code == 401
     assert missing.json()["error"]["code"] == "invalid_api_key"
-    wrong = httpx.post(secured.v1 + "/chat/completions", json=body,
-                       headers={"authorization": "Bearer nope"})
+    wrong = httpx.post(
+        secured.v1 + "/chat/completions", json=body, headers={"authorization": "Bearer nope"}
+    )
     assert wrong.status_code == 401
     for key in (GATEWAY_KEY, "relay-test-key-2"):
-        ok = httpx.post(secured.v1 + "/chat/completions", json=body,
-                        headers={"authorization": f"Bearer {key}"})
+        ok = httpx.post(
+            secured.v1 + "/chat/completions", json=body, headers={"authorization": f"Bearer {key}"}
+        )
         assert ok.status_code == 200
-    via_header = httpx.post(secured.v1 + "/chat/completions", json=body,
-                            headers={"x-api-key": GATEWAY_KEY})
+    via_header = httpx.post(
+        secured.v1 + "/chat/completions", json=body, headers={"x-api-key": GATEWAY_KEY}
+    )
     assert via_header.status_code == 200
     # Probes stay open so orchestrators need no key.
     assert httpx.get(secured.url + "/health").status_code == 200
@@ -131,8 +137,12 @@ def test_body_over_the_limit_is_413(secured: Running) -> None:
     assert streamed.status_code == 413
 
 
-def test_gateway_key_never_logged(secured: Running, caplog: pytest.LogCaptureFixture,
-                                  tmp_path: Path) -> None:
-    httpx.post(secured.v1 + "/chat/completions", json={"messages": USER},
-               headers={"authorization": f"Bearer {GATEWAY_KEY}"})
+def test_gateway_key_never_logged(
+    secured: Running, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    httpx.post(
+        secured.v1 + "/chat/completions",
+        json={"messages": USER},
+        headers={"authorization": f"Bearer {GATEWAY_KEY}"},
+    )
     assert GATEWAY_KEY not in caplog.text

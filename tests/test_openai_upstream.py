@@ -17,8 +17,11 @@ WEATHER_TOOL = {
     "function": {
         "name": "get_weather",
         "description": "Get the weather for a city",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                       "required": ["city"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
     },
 }
 
@@ -51,14 +54,29 @@ def test_request_passes_through_unchanged(client: openai.OpenAI, upstream: FakeU
         model="aliased",
         messages=[
             {"role": "system", "content": "Be terse."},
-            {"role": "user", "content": [{"type": "text", "text": "Hi"},
-                                         {"type": "image_url",
-                                          "image_url": {"url": "data:image/png;base64,AAAA"}}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Hi"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                ],
+            },
         ],
-        temperature=0.3, top_p=0.9, max_completion_tokens=50, stop=["\n\n"], seed=7,
-        presence_penalty=0.1, frequency_penalty=0.2, n=1, user="u-1",
-        extra_body={"top_k": 5, "min_p": 0.1, "repetition_penalty": 1.05,
-                    "vendor_field": {"nested": [1, 2]}},
+        temperature=0.3,
+        top_p=0.9,
+        max_completion_tokens=50,
+        stop=["\n\n"],
+        seed=7,
+        presence_penalty=0.1,
+        frequency_penalty=0.2,
+        n=1,
+        user="u-1",
+        extra_body={
+            "top_k": 5,
+            "min_p": 0.1,
+            "repetition_penalty": 1.05,
+            "vendor_field": {"nested": [1, 2]},
+        },
     )
     sent = upstream.last()
     assert sent.body["model"] == "fake-model"  # the alias is rewritten to the upstream's id
@@ -89,8 +107,11 @@ def test_tool_call_round_trip(client: openai.OpenAI, upstream: FakeUpstream) -> 
         tools=[WEATHER_TOOL],  # type: ignore[list-item]
     )
     sent = upstream.last().body
-    assert sent["messages"][2] == {"role": "tool", "tool_call_id": call.id,
-                                   "content": '{"temp_c": 18}'}
+    assert sent["messages"][2] == {
+        "role": "tool",
+        "tool_call_id": call.id,
+        "content": '{"temp_c": 18}',
+    }
     assert sent["messages"][1]["tool_calls"][0]["id"] == call.id
     assert sent["tools"][0]["function"]["name"] == "get_weather"
 
@@ -123,8 +144,10 @@ def test_response_format_is_forwarded(client: openai.OpenAI, upstream: FakeUpstr
     client.chat.completions.create(
         model="fake-model",
         messages=[{"role": "user", "content": "A recipe"}],
-        response_format={"type": "json_schema",
-                         "json_schema": {"name": "recipe", "schema": schema, "strict": True}},
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "recipe", "schema": schema, "strict": True},
+        },
     )
     assert upstream.last().body["response_format"]["json_schema"]["schema"] == schema
 
@@ -166,8 +189,10 @@ def test_upstream_failures_map_to_sdk_errors(
 
 
 def test_rate_limit_keeps_retry_after(http: httpx.Client) -> None:
-    response = http.post("/v1/chat/completions",
-                         json={"model": "error-429", "messages": [{"role": "user", "content": "x"}]})
+    response = http.post(
+        "/v1/chat/completions",
+        json={"model": "error-429", "messages": [{"role": "user", "content": "x"}]},
+    )
     assert response.status_code == 429
     assert response.headers["retry-after"] == "7"
     assert response.json()["error"]["code"] == "rate_limit_exceeded"
@@ -175,30 +200,36 @@ def test_rate_limit_keeps_retry_after(http: httpx.Client) -> None:
 
 def test_upstream_key_never_reaches_the_client(http: httpx.Client) -> None:
     for model in ("leaky-key", "error-401"):
-        response = http.post("/v1/chat/completions",
-                             json={"model": model, "messages": [{"role": "user", "content": "x"}]})
+        response = http.post(
+            "/v1/chat/completions",
+            json={"model": model, "messages": [{"role": "user", "content": "x"}]},
+        )
         assert UPSTREAM_KEY not in response.text
         assert UPSTREAM_KEY[:12] not in response.text
 
 
 def test_unknown_model_is_404_model_not_found(http: httpx.Client) -> None:
-    response = http.post("/v1/chat/completions",
-                         json={"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]})
+    response = http.post(
+        "/v1/chat/completions",
+        json={"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]},
+    )
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "model_not_found"
 
 
 @pytest.mark.parametrize("model", ["midstream-error", "truncated"])
-def test_failure_after_the_stream_started(client: openai.OpenAI, http: httpx.Client,
-                                          model: str) -> None:
+def test_failure_after_the_stream_started(
+    client: openai.OpenAI, http: httpx.Client, model: str
+) -> None:
     stream = client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": "x"}], stream=True
     )
     with pytest.raises(openai.APIError):
         list(stream)
-    raw = http.post("/v1/chat/completions",
-                    json={"model": model, "stream": True,
-                          "messages": [{"role": "user", "content": "x"}]})
+    raw = http.post(
+        "/v1/chat/completions",
+        json={"model": model, "stream": True, "messages": [{"role": "user", "content": "x"}]},
+    )
     events = [line for line in raw.text.split("\n\n") if line]
     assert events[-1] == "data: [DONE]"
     error = json.loads(events[-2].removeprefix("data: "))["error"]
@@ -209,8 +240,10 @@ def test_client_disconnect_cancels_the_upstream(gateway: Running, upstream: Fake
     before = upstream.cancelled
     with httpx.Client(timeout=1) as quick, pytest.raises(httpx.ReadTimeout):
         # The upstream takes 3 s; the client gives up after 1 s and closes its connection.
-        quick.post(gateway.v1 + "/chat/completions",
-                   json={"model": "slow", "messages": [{"role": "user", "content": "x"}]})
+        quick.post(
+            gateway.v1 + "/chat/completions",
+            json={"model": "slow", "messages": [{"role": "user", "content": "x"}]},
+        )
     gave_up = time.monotonic()
     while upstream.cancelled == before and time.monotonic() - gave_up < 2:
         time.sleep(0.005)

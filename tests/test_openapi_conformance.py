@@ -60,8 +60,10 @@ def _events(response: httpx.Response) -> list[Any]:
 def test_chat_completion_and_chunks(http: httpx.Client, validate: Any, model: str) -> None:
     body = {"model": model, "messages": USER, "max_tokens": 8}
     validate(http.post("/v1/chat/completions", json=body).json(), "CreateChatCompletionResponse")
-    stream = http.post("/v1/chat/completions",
-                       json={**body, "stream": True, "stream_options": {"include_usage": True}})
+    stream = http.post(
+        "/v1/chat/completions",
+        json={**body, "stream": True, "stream_options": {"include_usage": True}},
+    )
     chunks = _events(stream)
     assert chunks[-1]["usage"]
     for chunk in chunks:
@@ -69,10 +71,24 @@ def test_chat_completion_and_chunks(http: httpx.Client, validate: Any, model: st
 
 
 def test_local_tool_call_and_json_output(http: httpx.Client, validate: Any) -> None:
-    tool = {"type": "function", "function": {"name": "lookup", "parameters": {
-        "type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]}}}
-    body = {"model": "local", "messages": USER, "max_tokens": 24, "tools": [tool],
-            "tool_choice": "required"}
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {
+                "type": "object",
+                "properties": {"q": {"type": "string"}},
+                "required": ["q"],
+            },
+        },
+    }
+    body = {
+        "model": "local",
+        "messages": USER,
+        "max_tokens": 24,
+        "tools": [tool],
+        "tool_choice": "required",
+    }
     validate(http.post("/v1/chat/completions", json=body).json(), "CreateChatCompletionResponse")
     for chunk in _events(http.post("/v1/chat/completions", json={**body, "stream": True})):
         validate(chunk, "CreateChatCompletionStreamResponse")

@@ -14,7 +14,9 @@ def test_events_split_across_reads() -> None:
 
 def test_crlf_event_names_comments_and_multiline_data() -> None:
     decoder = SSEDecoder()
-    raw = b": keep-alive\r\n\r\nevent: message_start\r\ndata: {\"x\":\r\ndata: 1}\r\n\r\ndata:tight\n\n"
+    raw = (
+        b': keep-alive\r\n\r\nevent: message_start\r\ndata: {"x":\r\ndata: 1}\r\n\r\ndata:tight\n\n'
+    )
     assert decoder.feed(raw) == [
         SSEEvent("message_start", b'{"x":\n1}'),
         SSEEvent(None, b"tight"),

@@ -1,5 +1,5 @@
-"""The app factory: routers, middleware and error rendering, with a lifespan that owns
-the upstream HTTP session and the models."""
+"""The app factory: the ASGI app that routes to the endpoints, wrapped in the gateway's
+middleware, with a lifespan that owns the upstream HTTP session and the models."""
 
 from __future__ import annotations
 
@@ -7,76 +7,99 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__
 from .api import health, openai, simple_chat, vllm
-from .api.deps import install_openapi
+from .api.deps import json_response
+from .api.routing import Endpoint, Router, endpoint, openapi_document, swagger_page
 from .config import Config
-from .errors import INTERNAL_MESSAGE, RelayError
 from .gateway import Gateway
 from .middleware import GatewayMiddleware
-from .streaming import ClientGone
 from .upstream import create_session
 
 log = logging.getLogger(__name__)
 
+TITLE = "llmrelay"
+ENDPOINTS: list[Endpoint] = [
+    *openai.ENDPOINTS,
+    *simple_chat.ENDPOINTS,
+    *vllm.ENDPOINTS,
+    *health.ENDPOINTS,
+]
+OPENAPI = openapi_document(ENDPOINTS, TITLE, __version__)
 
-def create_app(config: Config) -> FastAPI:
+
+@endpoint("GET", "/openapi.json", "Docs", documented=False)
+async def openapi_json(request: Request, gateway: Gateway) -> Response:
+    return json_response(OPENAPI)
+
+
+@endpoint("GET", "/docs", "Docs", documented=False)
+async def docs(request: Request, gateway: Gateway) -> Response:
+    return swagger_page(TITLE)
+
+
+class App:
+    """Routes each request to its endpoint with the gateway; runs the lifespan."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.router = Router([*ENDPOINTS, openapi_json, docs])
+        self.gateway: Gateway | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http" or self.gateway is None:
+            return
+        endpoint, scope["path_params"] = self.router.match(scope["method"], scope["path"])
+        response = await endpoint.handler(Request(scope, receive), self.gateway)
+        await response(scope, receive, send)
+
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def _running(self) -> AsyncIterator[None]:
         async with create_session() as http:
-            gateway = Gateway(config, http)
-            app.state.gateway = gateway
+            gateway = Gateway(self.config, http)
             try:
                 await gateway.start()
+                self.gateway = gateway
                 yield
             finally:
+                self.gateway = None
                 await gateway.close()
 
-    app = FastAPI(
-        title="llmrelay",
-        version=__version__,
-        description="An LLM gateway that speaks the OpenAI wire format.",
-        lifespan=lifespan,
-    )
-    for module in (openai, vllm, simple_chat, health):
-        app.include_router(module.router)
-    install_openapi(app)
-    app.add_exception_handler(RelayError, _render_error)  # type: ignore[arg-type]
-    app.add_exception_handler(ClientGone, _client_gone)
-    app.add_exception_handler(Exception, _render_crash)
-    app.add_middleware(
-        CORSMiddleware,
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        await receive()  # lifespan.startup
+        started = False
+        try:
+            async with self._running():
+                started = True
+                await send({"type": "lifespan.startup.complete"})
+                await receive()  # lifespan.shutdown
+        except Exception as exc:
+            if started:
+                raise
+            log.exception("start-up failed")
+            await send({"type": "lifespan.startup.failed", "message": str(exc)})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+def create_app(config: Config) -> ASGIApp:
+    app: ASGIApp = CORSMiddleware(
+        App(config),
         allow_origins=config.cors_origins,
         allow_methods=["*"],
         allow_headers=["*"],
         expose_headers=["x-request-id"],
     )
-    app.add_middleware(
-        GatewayMiddleware,
+    return GatewayMiddleware(
+        app,
         api_keys=[key.get_secret_value() for key in config.api_keys],
         max_body_bytes=config.max_body_bytes,
     )
-    return app
-
-
-async def _render_error(request: Request, exc: RelayError) -> Response:
-    if exc.status_code >= 500:
-        log.warning("%s: %s", type(exc).__name__, exc.message)
-    return Response(
-        exc.to_json(), exc.status_code, headers=exc.headers, media_type="application/json"
-    )
-
-
-async def _client_gone(request: Request, exc: Exception) -> Response:
-    log.info("client disconnected; request cancelled")
-    return Response(status_code=499)
-
-
-async def _render_crash(request: Request, exc: Exception) -> Response:
-    # The trace goes to the log; the client gets a general message and the request id.
-    log.error("unhandled error", exc_info=exc)
-    return Response(RelayError(INTERNAL_MESSAGE).to_json(), 500, media_type="application/json")

@@ -51,9 +51,7 @@ class ChunkFactory:
             chunk["usage"] = usage
         return chunk
 
-    def delta(
-        self, index: int, delta: JSONObject, finish_reason: str | None = None
-    ) -> JSONObject:
+    def delta(self, index: int, delta: JSONObject, finish_reason: str | None = None) -> JSONObject:
         return self.chunk(
             [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]
         )
@@ -106,7 +104,9 @@ class ChatAccumulator:
                 "refusal": choice["refusal"],
             }
             if choice["tool_calls"]:
-                message["tool_calls"] = [choice["tool_calls"][i] for i in sorted(choice["tool_calls"])]
+                message["tool_calls"] = [
+                    choice["tool_calls"][i] for i in sorted(choice["tool_calls"])
+                ]
             choices.append(
                 {
                     "index": index,

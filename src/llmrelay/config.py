@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -37,13 +37,19 @@ def _union(types: Sequence[type]) -> Any:
     return union
 
 
-AnyModelSpec = Annotated[_union([c.spec_type for c in PROVIDERS.values()]), Field(discriminator="provider")]
+if TYPE_CHECKING:
+    AnyModelSpec = ModelSpec
+else:
+    # A union tagged by 'provider', built from the registry so each adapter owns its fields.
+    AnyModelSpec = Annotated[
+        _union([c.spec_type for c in PROVIDERS.values()]), Field(discriminator="provider")
+    ]
 
 
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    models: list[AnyModelSpec] = Field(min_length=1)  # type: ignore[valid-type]
+    models: list[AnyModelSpec] = Field(min_length=1)
     # After 'models', so that its validator can see them.
     default_model: str | None = Field(
         default=None, description="Used when a request omits 'model'; the first model if unset."
@@ -169,9 +175,10 @@ def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int:
         child: yaml.Node | None = None
         if isinstance(node, yaml.MappingNode):
             key, child = next(((k, v) for k, v in node.value if k.value == part), (None, None))
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-            if 0 <= part < len(node.value):
-                child = node.value[part]
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
+            child = node.value[part]
         if child is None:
             continue
         node = child

@@ -9,6 +9,7 @@ rendered once, as ``{"error": {"message", "type", "param", "code"}}``::
     ├── AuthenticationFailed         401 (code: invalid_api_key)
     ├── ModelNotFound                404 (code: model_not_found)
     ├── NotFound                     404
+    ├── MethodNotAllowed             405
     ├── PayloadTooLarge              413 (code: request_too_large)
     └── UpstreamError                the upstream's own 4xx/429/5xx, message kept
         ├── UpstreamUnreachable      502 (code: upstream_unreachable)
@@ -97,6 +98,11 @@ class ModelNotFound(NotFound):
             f"The model '{model}' does not exist or you do not have access to it.",
             param="model",
         )
+
+
+class MethodNotAllowed(RelayError):
+    status = 405
+    type = "invalid_request_error"
 
 
 class PayloadTooLarge(RelayError):

@@ -1,4 +1,5 @@
-"""The gateway's one ASGI middleware: request ids, body limits, gateway-key auth and the access log.
+"""The gateway's one ASGI middleware: request ids, body limits, gateway-key auth, error
+rendering and the access log.
 
 It is plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, which would
 add a task and a memory stream to every request on the hot path.
@@ -15,8 +16,9 @@ from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import AuthenticationFailed, PayloadTooLarge, RelayError
+from .errors import INTERNAL_MESSAGE, AuthenticationFailed, PayloadTooLarge, RelayError
 from .logs import request_id_var
+from .streaming import ClientGone
 
 log = logging.getLogger("llmrelay.access")
 
@@ -40,7 +42,7 @@ class GatewayMiddleware:
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _CLIENT_ID.match(given) else f"req_{secrets.token_hex(12)}"
         token = request_id_var.set(request_id)
-        status = 500
+        status = 0
         id_header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: Message) -> None:
@@ -53,9 +55,14 @@ class GatewayMiddleware:
         try:
             self._check(scope, headers)
             await self.app(scope, self._limited(receive), send_with_id)
-        except RelayError as exc:
-            # Raised here or by the body limit before a route could render it.
-            await _send_error(send_with_id, exc)
+        except ClientGone:
+            status = 499
+            log.info("client disconnected; request cancelled")
+        except Exception as exc:
+            if status:  # the reply had started; all that is left is to record it
+                log.error("failed after the response started", exc_info=exc)
+            else:
+                await _send_error(send_with_id, _as_relay_error(exc))
         finally:
             log.info(
                 "%s %s %d %.1fms",
@@ -101,6 +108,16 @@ class GatewayMiddleware:
             return message
 
         return limited
+
+
+def _as_relay_error(exc: Exception) -> RelayError:
+    if isinstance(exc, RelayError):
+        if exc.status_code >= 500:
+            log.warning("%s: %s", type(exc).__name__, exc.message)
+        return exc
+    # The trace goes to the log; the client gets a general message and the request id.
+    log.error("unhandled error", exc_info=exc)
+    return RelayError(INTERNAL_MESSAGE)
 
 
 def _presented_key(headers: dict[bytes, bytes]) -> bytes:

@@ -7,7 +7,6 @@ served about 12x the requests per second at 32 connections.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -33,7 +32,7 @@ def upstream_errors(model: str) -> Iterator[None]:
     """Translate transport failures talking to ``model``'s upstream into the error tree."""
     try:
         yield
-    except (TimeoutError, asyncio.TimeoutError) as exc:
+    except TimeoutError as exc:
         raise UpstreamTimeout(f"The upstream for '{model}' timed out.") from exc
     except aiohttp.ClientPayloadError as exc:
         raise UpstreamMalformed(f"The upstream for '{model}' broke off its reply.") from exc

@@ -100,8 +100,12 @@ class FakeUpstream:
             for i, _ in enumerate(inputs)
         ]
         return web.json_response(
-            {"object": "list", "data": data, "model": body["model"],
-             "usage": {"prompt_tokens": 3, "total_tokens": 3}}
+            {
+                "object": "list",
+                "data": data,
+                "model": body["model"],
+                "usage": {"prompt_tokens": 3, "total_tokens": 3},
+            }
         )
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
@@ -114,10 +118,16 @@ class FakeUpstream:
             await response.write(b"data: [DONE]\n\n")
             return response
         return web.json_response(
-            {"id": "cmpl-fake", "object": "text_completion", "created": 1700000000,
-             "model": body["model"],
-             "choices": [{"index": 0, "text": ANSWER, "logprobs": None, "finish_reason": "stop"}],
-             "usage": _usage()}
+            {
+                "id": "cmpl-fake",
+                "object": "text_completion",
+                "created": 1700000000,
+                "model": body["model"],
+                "choices": [
+                    {"index": 0, "text": ANSWER, "logprobs": None, "finish_reason": "stop"}
+                ],
+                "usage": _usage(),
+            }
         )
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -129,7 +139,9 @@ class FakeUpstream:
         finally:
             self.in_flight -= 1
 
-    async def _chat(self, request: web.Request, body: dict[str, Any], model: str) -> web.StreamResponse:
+    async def _chat(
+        self, request: web.Request, body: dict[str, Any], model: str
+    ) -> web.StreamResponse:
         if model.startswith("error-"):
             return _error(int(model.removeprefix("error-")))
         if model == "leaky-key":
@@ -150,9 +162,17 @@ class FakeUpstream:
                 delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
                 await _sse(response, _chunk(model, delta, None))
                 if model == "midstream-error" and i == 1:
-                    await _sse(response, {"error": {"message": "The model crashed.",
-                                                    "type": "server_error", "param": None,
-                                                    "code": None}})
+                    await _sse(
+                        response,
+                        {
+                            "error": {
+                                "message": "The model crashed.",
+                                "type": "server_error",
+                                "param": None,
+                                "code": None,
+                            }
+                        },
+                    )
                     await response.write(b"data: [DONE]\n\n")
                     return response
                 if model == "truncated" and i == 1:
@@ -188,12 +208,18 @@ def _completion(model: str, tools: bool = False) -> dict[str, Any]:
     finish = "stop"
     if tools:
         message["content"] = None
-        message["tool_calls"] = [{"id": "call_fake1", "type": "function",
-                                  "function": {"name": "get_weather",
-                                               "arguments": "".join(TOOL_ARGS)}}]
+        message["tool_calls"] = [
+            {
+                "id": "call_fake1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": "".join(TOOL_ARGS)},
+            }
+        ]
         finish = "tool_calls"
     return {
-        "id": "chatcmpl-fake", "object": "chat.completion", "created": 1700000000,
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": 1700000000,
         "model": model,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
         "usage": _usage(),
@@ -201,41 +227,66 @@ def _completion(model: str, tools: bool = False) -> dict[str, Any]:
 
 
 def _chunk(model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-    return {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1700000000,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]}
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+    }
 
 
 def _text_chunk(model: str, text: str, finish: str | None) -> dict[str, Any]:
-    return {"id": "cmpl-fake", "object": "text_completion", "created": 1700000000,
-            "model": model,
-            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]}
+    return {
+        "id": "cmpl-fake",
+        "object": "text_completion",
+        "created": 1700000000,
+        "model": model,
+        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+    }
 
 
 async def _stream_tool_calls(response: web.StreamResponse, model: str) -> None:
     for index, name in enumerate(["get_weather", "get_time"]):
-        opening = {"index": index, "id": f"call_fake{index}", "type": "function",
-                   "function": {"name": name, "arguments": ""}}
+        opening = {
+            "index": index,
+            "id": f"call_fake{index}",
+            "type": "function",
+            "function": {"name": name, "arguments": ""},
+        }
         delta: dict[str, Any] = {"tool_calls": [opening]}
         if index == 0:
             delta = {"role": "assistant", "content": None, **delta}
         await _sse(response, _chunk(model, delta, None))
         for fragment in TOOL_ARGS:
-            await _sse(response, _chunk(
-                model, {"tool_calls": [{"index": index, "function": {"arguments": fragment}}]},
-                None))
+            await _sse(
+                response,
+                _chunk(
+                    model,
+                    {"tool_calls": [{"index": index, "function": {"arguments": fragment}}]},
+                    None,
+                ),
+            )
     await _sse(response, _chunk(model, {}, "tool_calls"))
 
 
 def _error(status: int, message: str | None = None) -> web.Response:
-    kinds = {400: ("invalid_request_error", "invalid_value"),
-             401: ("invalid_request_error", "invalid_api_key"),
-             429: ("requests", "rate_limit_exceeded"),
-             500: ("server_error", None)}
+    kinds = {
+        400: ("invalid_request_error", "invalid_value"),
+        401: ("invalid_request_error", "invalid_api_key"),
+        429: ("requests", "rate_limit_exceeded"),
+        500: ("server_error", None),
+    }
     error_type, code = kinds.get(status, ("server_error", None))
     headers = {"retry-after": "7", "x-ratelimit-remaining-requests": "0"} if status == 429 else {}
-    body = {"error": {"message": message or f"Upstream says {status}.", "type": error_type,
-                      "param": None, "code": code}}
+    body = {
+        "error": {
+            "message": message or f"Upstream says {status}.",
+            "type": error_type,
+            "param": None,
+            "code": code,
+        }
+    }
     return web.json_response(body, status=status, headers=headers)
 
 

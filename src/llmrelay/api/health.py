@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from starlette.requests import Request
 from starlette.responses import Response
 
-from .deps import GatewayDep, json_response
+from ..gateway import Gateway
+from .deps import json_response
+from .routing import endpoint
 
-router = APIRouter(tags=["Health"])
+TAG = "Health"
 
 
-@router.get("/health")
-async def health() -> Response:
+@endpoint("GET", "/health", TAG)
+async def health(request: Request, gateway: Gateway) -> Response:
     """The process is up and serving HTTP."""
     return json_response({"status": "ok"})
 
 
-@router.get("/health/ready")
-async def ready(gateway: GatewayDep) -> Response:
+@endpoint("GET", "/health/ready", TAG)
+async def ready(request: Request, gateway: Gateway) -> Response:
     """The config is loaded and every model, the local one included, can serve."""
     models = {name: p.ready for name, p in gateway.providers.items()}
     ok = all(models.values())
-    return json_response({"status": "ready" if ok else "starting", "models": models}, 200 if ok else 503)
+    status = 200 if ok else 503
+    return json_response({"status": "ready" if ok else "starting", "models": models}, status)
+
+
+ENDPOINTS = [health, ready]

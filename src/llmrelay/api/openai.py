@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import ModelNotFound
+from ..gateway import Gateway
 from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
 from ..streaming import run_until_disconnect
-from .deps import GatewayDep, json_response, openapi_body, parse_body, stream_response
+from .deps import json_response, parse_body, stream_response
+from .routing import endpoint
 
-router = APIRouter(prefix="/v1", tags=["OpenAI"])
+TAG = "OpenAI"
 
 
-@router.post("/chat/completions", openapi_extra=openapi_body(ChatCompletionRequest))
-async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
+@endpoint("POST", "/v1/chat/completions", TAG, body=ChatCompletionRequest, stream=True)
+async def chat_completions(request: Request, gateway: Gateway) -> Response:
     """Create a chat completion, whole or streamed as server-sent events."""
     body = await parse_body(request, ChatCompletionRequest)
     provider = gateway.resolve(body.model)
@@ -23,8 +25,8 @@ async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
     return json_response(await run_until_disconnect(provider.chat(body), request.receive))
 
 
-@router.post("/completions", openapi_extra=openapi_body(CompletionRequest))
-async def completions(request: Request, gateway: GatewayDep) -> Response:
+@endpoint("POST", "/v1/completions", TAG, body=CompletionRequest, stream=True)
+async def completions(request: Request, gateway: Gateway) -> Response:
     """Create a legacy text completion, whole or streamed."""
     body = await parse_body(request, CompletionRequest)
     provider = gateway.resolve(body.model)
@@ -33,25 +35,29 @@ async def completions(request: Request, gateway: GatewayDep) -> Response:
     return json_response(await run_until_disconnect(provider.completion(body), request.receive))
 
 
-@router.post("/embeddings", openapi_extra=openapi_body(EmbeddingRequest))
-async def embeddings(request: Request, gateway: GatewayDep) -> Response:
+@endpoint("POST", "/v1/embeddings", TAG, body=EmbeddingRequest)
+async def embeddings(request: Request, gateway: Gateway) -> Response:
     """Create embeddings, with models whose upstream can embed."""
     body = await parse_body(request, EmbeddingRequest)
     provider = gateway.resolve(body.model)
     return json_response(await run_until_disconnect(provider.embeddings(body), request.receive))
 
 
-@router.get("/models")
-async def list_models(gateway: GatewayDep) -> Response:
+@endpoint("GET", "/v1/models", TAG)
+async def list_models(request: Request, gateway: Gateway) -> Response:
     """List the configured models."""
     cards = [provider.card() for provider in gateway.providers.values()]
     return json_response({"object": "list", "data": cards})
 
 
-@router.get("/models/{model:path}")
-async def get_model(model: str, gateway: GatewayDep) -> Response:
+@endpoint("GET", "/v1/models/{model:path}", TAG)
+async def get_model(request: Request, gateway: Gateway) -> Response:
     """Describe one configured model."""
+    model = request.path_params["model"]
     provider = gateway.providers.get(model)
     if provider is None:
         raise ModelNotFound(model)
     return json_response(provider.card())
+
+
+ENDPOINTS = [chat_completions, completions, embeddings, list_models, get_model]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from ..errors import InvalidRequest
@@ -18,9 +18,10 @@ from ..providers import ChunkStream
 from ..schemas import ChatCompletionRequest, JSONObject, SimpleChatRequest
 from ..schemas.chat import Message
 from ..streaming import DONE, error_event, run_until_disconnect
-from .deps import GatewayDep, json_response, openapi_body, parse_body, stream_response
+from .deps import json_response, parse_body, stream_response
+from .routing import QueryParam, endpoint
 
-router = APIRouter(tags=["Simple chat"])
+TAG = "Simple chat"
 
 
 def _chat_request(body: SimpleChatRequest, stream: bool) -> ChatCompletionRequest:
@@ -30,9 +31,9 @@ def _chat_request(body: SimpleChatRequest, stream: bool) -> ChatCompletionReques
     return ChatCompletionRequest(model=body.model, messages=messages, stream=stream)
 
 
-@router.post("/chat", openapi_extra=openapi_body(SimpleChatRequest))
-async def chat(request: Request, gateway: GatewayDep) -> Response:
-    """Answer a question."""
+@endpoint("POST", "/chat", TAG, body=SimpleChatRequest)
+async def chat(request: Request, gateway: Gateway) -> Response:
+    """Answer a question: ``{"answer", "model"}``."""
     body = await parse_body(request, SimpleChatRequest)
     provider = gateway.resolve(body.model)
     reply = await run_until_disconnect(provider.chat(_chat_request(body, False)), request.receive)
@@ -40,33 +41,39 @@ async def chat(request: Request, gateway: GatewayDep) -> Response:
     return json_response({"answer": message.get("content") or "", "model": provider.name})
 
 
-@router.post("/chat/stream", openapi_extra=openapi_body(SimpleChatRequest))
-async def chat_stream(request: Request, gateway: GatewayDep) -> Response:
-    """Answer a question as a stream of text deltas."""
+@endpoint("POST", "/chat/stream", TAG, body=SimpleChatRequest, stream=True)
+async def chat_stream(request: Request, gateway: Gateway) -> Response:
+    """Answer a question as a stream of ``data: {"delta": ...}`` events, then ``[DONE]``."""
     body = await parse_body(request, SimpleChatRequest)
     return await _stream(request, gateway, body)
 
 
-@router.get("/chat/stream")
-async def chat_stream_get(
-    request: Request,
-    gateway: GatewayDep,
-    question: str = Query(default="", description="The user's question."),
-    system: str | None = Query(default=None),
-    model: str | None = Query(default=None),
-) -> Response:
+@endpoint(
+    "GET",
+    "/chat/stream",
+    TAG,
+    stream=True,
+    query=[
+        QueryParam("question", "The user's question.", required=True),
+        QueryParam("system", "An optional system prompt."),
+        QueryParam("model", "A configured model; the default if omitted."),
+    ],
+)
+async def chat_stream_get(request: Request, gateway: Gateway) -> Response:
     """The same stream for browser ``EventSource`` clients, which can only GET."""
+    query = request.query_params
+    question = query.get("question", "")
     if not question.strip():
         raise InvalidRequest("'question' is required and must not be empty.", param="question")
-    body = SimpleChatRequest(question=question, system=system, model=model)
+    body = SimpleChatRequest(
+        question=question, system=query.get("system"), model=query.get("model")
+    )
     return await _stream(request, gateway, body)
 
 
 async def _stream(request: Request, gateway: Gateway, body: SimpleChatRequest) -> Response:
     provider = gateway.resolve(body.model)
-    return await stream_response(
-        request, provider.chat_stream(_chat_request(body, True)), _deltas
-    )
+    return await stream_response(request, provider.chat_stream(_chat_request(body, True)), _deltas)
 
 
 async def _deltas(first: list[JSONObject], rest: ChunkStream) -> AsyncIterator[bytes]:
@@ -91,3 +98,6 @@ async def _deltas(first: list[JSONObject], rest: ChunkStream) -> AsyncIterator[b
     finally:
         await rest.aclose()
     yield DONE
+
+
+ENDPOINTS = [chat, chat_stream, chat_stream_get]

@@ -9,7 +9,7 @@ never sees the inbound HTTP request.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, ClassVar
 
 import aiohttp
@@ -25,7 +25,7 @@ from ..schemas import (
     TokenizeRequest,
 )
 
-ChunkStream = AsyncIterator[list[JSONObject]]
+ChunkStream = AsyncGenerator[list[JSONObject], None]
 """A stream of OpenAI-shaped chunks, in batches: whatever arrived together from the
 upstream is yielded together, so that it leaves the gateway in one write."""
 
@@ -58,10 +58,10 @@ class Provider(abc.ABC):
     def name(self) -> str:
         return str(self.spec.name)
 
-    async def start(self) -> None:
+    async def start(self) -> None:  # noqa: B027 - optional hook
         """Acquire what the adapter needs before it can serve (a model, a warm pool)."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook
         """Release what ``start`` acquired."""
 
     @property

@@ -1,4 +1,4 @@
-"""Canonical request schemas; responses travel as OpenAI-shaped dicts (see ``common.JSONObject``)."""
+"""Canonical request schemas; responses travel as OpenAI-shaped dicts (``common.JSONObject``)."""
 
 from .chat import ChatCompletionRequest, Message
 from .common import JSONObject

@@ -12,7 +12,9 @@ class SimpleChatRequest(BaseModel):
         description="The user's question."
     )
     system: str | None = Field(default=None, description="An optional system prompt.")
-    model: str | None = Field(default=None, description="A configured model; the default if omitted.")
+    model: str | None = Field(
+        default=None, description="A configured model; the default if omitted."
+    )
 
 
 class SimpleChatResponse(BaseModel):

@@ -146,9 +146,7 @@ def _tool_instructions(tools: list[FunctionTool]) -> str:
 
 def _tool_names_by_call(messages: list[Message]) -> dict[str, str]:
     return {
-        call.id: call.function.name
-        for message in messages
-        for call in message.tool_calls or ()
+        call.id: call.function.name for message in messages for call in message.tool_calls or ()
     }
 
 

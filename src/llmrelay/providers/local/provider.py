@@ -1,4 +1,4 @@
-"""The model embedded in the gateway: llama.cpp with a GGUF file, by default the bundled Gemma 3 270M."""
+"""The model embedded in the gateway: llama.cpp on a GGUF file, by default Gemma 3 270M."""
 
 from __future__ import annotations
 
@@ -29,8 +29,9 @@ BUNDLED_CHAT_FORMAT = "gemma"
 
 # Request fields that carry bookkeeping for the upstream rather than asking for a
 # behaviour, so ignoring them changes no answer.
-_IGNORED_EXTRAS = frozenset({"metadata", "store", "service_tier", "safety_identifier",
-                             "prompt_cache_key"})
+_IGNORED_EXTRAS = frozenset(
+    {"metadata", "store", "service_tier", "safety_identifier", "prompt_cache_key"}
+)
 
 
 class LocalSpec(ModelSpec):
@@ -44,7 +45,9 @@ class LocalSpec(ModelSpec):
     n_ctx: int = Field(default=8192, gt=0, description="Context window in tokens.")
     n_threads: int | None = Field(default=None, gt=0)
     max_tokens: int = Field(default=512, gt=0, description="Used when a request sets none.")
-    temperature: float = Field(default=0.7, ge=0, le=2, description="Used when a request sets none.")
+    temperature: float = Field(
+        default=0.7, ge=0, le=2, description="Used when a request sets none."
+    )
 
 
 @dataclass
@@ -68,7 +71,10 @@ class LocalProvider(Provider):
 
     async def start(self) -> None:
         path = self.spec.model_path or await asyncio.to_thread(_bundled_model_path)
-        chat_format = self.spec.chat_format or (None if self.spec.model_path else BUNDLED_CHAT_FORMAT)
+        assert path is not None
+        chat_format = self.spec.chat_format or (
+            None if self.spec.model_path else BUNDLED_CHAT_FORMAT
+        )
 
         def load(_: Any) -> Any:
             from llama_cpp import Llama
@@ -251,7 +257,9 @@ class LocalProvider(Provider):
             limit = request.token_limit
         options: dict[str, Any] = {
             "max_tokens": limit or self.spec.max_tokens,
-            "temperature": self.spec.temperature if request.temperature is None else request.temperature,
+            "temperature": self.spec.temperature
+            if request.temperature is None
+            else request.temperature,
             "stop": request.stop_list(),
             "seed": request.seed,
         }
@@ -301,9 +309,15 @@ class LocalProvider(Provider):
         return self.engine.stream(work)
 
 
-def _tool_call_chunks(chunks: ChunkFactory, index: int, name: str, arguments: str) -> list[JSONObject]:
-    opening = {"index": 0, "id": tool_call_id(), "type": "function",
-               "function": {"name": name, "arguments": ""}}
+def _tool_call_chunks(
+    chunks: ChunkFactory, index: int, name: str, arguments: str
+) -> list[JSONObject]:
+    opening = {
+        "index": 0,
+        "id": tool_call_id(),
+        "type": "function",
+        "function": {"name": name, "arguments": ""},
+    }
     return [
         chunks.delta(index, {"tool_calls": [opening]}),
         chunks.delta(index, {"tool_calls": [{"index": 0, "function": {"arguments": arguments}}]}),
@@ -311,7 +325,7 @@ def _tool_call_chunks(chunks: ChunkFactory, index: int, name: str, arguments: st
 
 
 def _grammar(schema: dict[str, Any]) -> Any:
-    from llama_cpp import LlamaGrammar
+    from llama_cpp.llama_grammar import LlamaGrammar
 
     try:
         return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
