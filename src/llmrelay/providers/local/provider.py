@@ -20,6 +20,7 @@ from ...schemas import (
     JSONObject,
     TokenizeRequest,
 )
+from ...schemas.chat import FunctionTool
 from ...schemas.common import OpenModel
 from ..base import ChunkStream, ModelSpec, Provider
 from . import prompt
@@ -48,6 +49,17 @@ class LocalSpec(ModelSpec):
     temperature: float = Field(
         default=0.7, ge=0, le=2, description="Used when a request sets none."
     )
+
+
+@dataclass
+class _ChatPlan:
+    """A chat request translated for the model once, then run for each of its ``n`` choices."""
+
+    messages: list[dict[str, str]]
+    tools: list[FunctionTool]
+    forced: bool
+    schema: dict[str, Any] | None
+    options: dict[str, Any]
 
 
 @dataclass
@@ -115,45 +127,56 @@ class LocalProvider(Provider):
         self._refuse_unsupported(request)
         if request.logprobs or request.top_logprobs is not None:
             raise UnsupportedParameter("logprobs", prompt.WHERE)
-        messages = prompt.chat_messages(request)
-        tools = prompt.offered_tools(request)
-        schema = prompt.output_schema(request)
-        options = self._sampling(request)
+        plan = _ChatPlan(
+            messages=prompt.chat_messages(request),
+            tools=prompt.offered_tools(request),
+            forced=prompt.tool_call_forced(request),
+            schema=prompt.output_schema(request),
+            options=self._sampling(request),
+        )
         chunks = ChunkFactory(self.name)
         totals = [0, 0]
         for index in range(request.n or 1):
-            yield [chunks.delta(index, {"role": "assistant", "content": ""})]
-            # With tools on offer, output that may be a call is held back until it is whole:
-            # always when a call is forced, else once it opens with "{".
-            mode = "hold" if prompt.tool_call_forced(request) else "probe" if tools else "stream"
-            pending: list[str] = []
-            result: Generated | None = None
-            async for item in self._generate("chat", messages, options, schema):
-                if isinstance(item, Generated):
-                    result = item
-                    break
-                if mode == "stream":
-                    yield [chunks.delta(index, {"content": item})]
-                    continue
-                pending.append(item)
-                head = "".join(pending).lstrip()
-                if mode == "probe" and head:
-                    mode = "hold" if head.startswith("{") else "stream"
-                    if mode == "stream":
-                        yield [chunks.delta(index, {"content": "".join(pending)})]
-                        pending.clear()
-            assert result is not None
-            totals[0] += result.prompt_tokens
-            totals[1] += result.completion_tokens
-            call = prompt.parse_tool_call(result.text, tools) if tools else None
-            if call is not None:
-                yield _tool_call_chunks(chunks, index, *call)
-                yield [chunks.delta(index, {}, "tool_calls")]
-                continue
-            tail = [chunks.delta(index, {"content": "".join(pending)})] if pending else []
-            yield [*tail, chunks.delta(index, {}, result.finish_reason)]
+            opening = [chunks.delta(index, {"role": "assistant", "content": ""})]
+            async for batch in self._chat_choice(chunks, index, plan, totals):
+                # The role chunk leaves with the first real output, so that a generation the
+                # model cannot start (a prompt over the context window) fails as a plain error.
+                yield opening + batch
+                opening = []
         if with_usage:
             yield [chunks.chunk([], usage(*totals))]
+
+    async def _chat_choice(
+        self, chunks: ChunkFactory, index: int, plan: _ChatPlan, totals: list[int]
+    ) -> ChunkStream:
+        # With tools on offer, output that may be a call is held back until it is whole:
+        # always when a call is forced, else once it opens with "{".
+        mode = "hold" if plan.forced else "probe" if plan.tools else "stream"
+        pending: list[str] = []
+        result: Generated | None = None
+        async for item in self._generate("chat", plan.messages, plan.options, plan.schema):
+            if isinstance(item, Generated):
+                result = item
+                break
+            if mode == "stream":
+                yield [chunks.delta(index, {"content": item})]
+                continue
+            pending.append(item)
+            head = "".join(pending).lstrip()
+            if mode == "probe" and head:
+                mode = "hold" if head.startswith("{") else "stream"
+                if mode == "stream":
+                    yield [chunks.delta(index, {"content": "".join(pending)})]
+                    pending.clear()
+        assert result is not None
+        totals[0] += result.prompt_tokens
+        totals[1] += result.completion_tokens
+        call = prompt.parse_tool_call(result.text, plan.tools) if plan.tools else None
+        if call is not None:
+            yield [*_tool_call_chunks(chunks, index, *call), chunks.delta(index, {}, "tool_calls")]
+            return
+        tail = [chunks.delta(index, {"content": "".join(pending)})] if pending else []
+        yield [*tail, chunks.delta(index, {}, result.finish_reason)]
 
     # -- legacy completions -------------------------------------------------------------
 
@@ -212,14 +235,23 @@ class LocalProvider(Provider):
             raise UnsupportedParameter("add_generation_prompt", prompt.WHERE)
 
         def work(model: Any) -> list[int]:
-            if request.messages is not None:
-                chat = ChatCompletionRequest(messages=request.messages)
-                text = _render_chat(model, prompt.chat_messages(chat))
-                special = bool(request.add_special_tokens)
-            else:
-                text = request.prompt or ""
-                special = request.add_special_tokens is not False
-            return list(model.tokenize(text.encode(), add_bos=special, special=True))
+            if request.prompt is not None:
+                bos = request.add_special_tokens is not False
+                return list(model.tokenize(request.prompt.encode(), add_bos=bos, special=True))
+            chat = ChatCompletionRequest(messages=request.messages or [])
+            rendered = _render_chat(model, prompt.chat_messages(chat))
+            if rendered is None:
+                raise InvalidRequest(
+                    "Tokenizing chat messages is not available for this model's chat format.",
+                    param="messages",
+                )
+            # By default exactly what the model sees: the template, plus BOS unless it has one.
+            bos = (
+                not rendered.added_special
+                if request.add_special_tokens is None
+                else request.add_special_tokens
+            )
+            return list(model.tokenize(rendered.prompt.encode(), add_bos=bos, special=True))
 
         tokens = await self.engine.run(work)
         strings = None
@@ -285,6 +317,7 @@ class LocalProvider(Provider):
 
         def work(model: Any) -> Iterator[str | Generated]:
             grammar = _grammar(schema) if schema is not None else None
+            prompt_ids = _prompt_ids(model, kind, source)
             if kind == "chat":
                 stream = model.create_chat_completion(
                     messages=source, stream=True, grammar=grammar, **options
@@ -301,12 +334,29 @@ class LocalProvider(Provider):
                     yield piece
                 finish = choice.get("finish_reason") or finish
             text = "".join(pieces)
-            completion_tokens = len(model.tokenize(text.encode(), add_bos=False, special=True))
-            # The context now holds the prompt and every generated token but the last.
-            prompt_tokens = max(model.n_tokens - max(completion_tokens - 1, 0), 0)
-            yield Generated(text, finish, prompt_tokens, completion_tokens)
+            if prompt_ids is None:
+                # A chat handler whose prompt cannot be rebuilt: count the text instead.
+                completion = len(model.tokenize(text.encode(), add_bos=False, special=True))
+                yield Generated(text, finish, max(model.n_tokens - completion + 1, 0), completion)
+                return
+            # The context holds the prompt and every generated token that was fed back: all
+            # but the last one sampled, which is either an end-of-text token (not counted) or,
+            # when the length limit stopped generation, a real one.
+            completion = model.n_tokens - len(prompt_ids) + (finish == "length")
+            yield Generated(text, finish, len(prompt_ids), completion)
 
-        return self.engine.stream(work)
+        return self._named_errors(kind, self.engine.stream(work))
+
+    @staticmethod
+    async def _named_errors(kind: str, stream: Any) -> Any:
+        """Name the request field at fault when the model's context window overflows."""
+        try:
+            async for item in stream:
+                yield item
+        except InvalidRequest as exc:
+            if exc.code == "context_length_exceeded":
+                exc.param = "messages" if kind == "chat" else "prompt"
+            raise
 
 
 def _tool_call_chunks(
@@ -343,8 +393,9 @@ def _prompts(value: Any) -> list[Any]:
     return list(value)
 
 
-def _render_chat(model: Any, messages: list[dict[str, str]]) -> str:
-    """The prompt text llama.cpp's chat handler would build for ``messages``."""
+def _render_chat(model: Any, messages: list[dict[str, str]]) -> Any:
+    """The prompt llama.cpp's chat handler builds for ``messages`` (a ``ChatFormatterResponse``),
+    or None for handlers that build it some other way."""
     from llama_cpp import llama_chat_format
 
     handler = model.chat_handler or llama_chat_format.get_chat_completion_handler(model.chat_format)
@@ -353,11 +404,23 @@ def _render_chat(model: Any, messages: list[dict[str, str]]) -> str:
     for cell in getattr(handler, "__closure__", None) or ():
         formatter = cell.cell_contents
         if callable(formatter):
-            return str(formatter(messages=messages).prompt)
-    raise InvalidRequest(
-        "Tokenizing chat messages is not available for this model's chat format.",
-        param="messages",
-    )
+            return formatter(messages=messages)
+    return None
+
+
+def _prompt_ids(model: Any, kind: str, source: Any) -> list[int] | None:
+    """The prompt's token ids exactly as llama.cpp will feed them, or None if unknown."""
+    if kind == "text":
+        if isinstance(source, list):
+            return source
+        return (
+            list(model.tokenize(source.encode(), special=True)) if source else [model.token_bos()]
+        )
+    rendered = _render_chat(model, source)
+    if rendered is None:
+        return None
+    encoded = rendered.prompt.encode()
+    return list(model.tokenize(encoded, add_bos=not rendered.added_special, special=True))
 
 
 def _bundled_model_path() -> str:

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Reproduces the README's speed figures, from the project root:
+#   1. the shared ruler (../shared/bench/compare.sh --litellm): added latency and
+#      throughput of llmrelay against a raw aiohttp floor and LiteLLM, one run;
+#   2. the embedded model through the gateway (bench/local_model.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[[ -x .venv/bin/llmrelay ]] || make install
+bash ../shared/bench/compare.sh --litellm
+.venv/bin/python bench/local_model.py
