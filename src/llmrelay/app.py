@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import __version__
+from . import __version__, logs
 from .api import health, openai, simple_chat, vllm
 from .api.deps import json_response
 from .api.routing import Endpoint, Router, endpoint, openapi_document, swagger_page
@@ -87,6 +87,7 @@ class App:
             log.exception("start-up failed")
             await send({"type": "lifespan.startup.failed", "message": str(exc)})
             return
+        logs.flush()
         await send({"type": "lifespan.shutdown.complete"})
 
 

@@ -17,10 +17,10 @@ from collections.abc import Sequence
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import INTERNAL_MESSAGE, AuthenticationFailed, PayloadTooLarge, RelayError
-from .logs import request_id_var
+from .logs import ACCESS_LOGGER, request_id_var
 from .streaming import ClientGone
 
-log = logging.getLogger("llmrelay.access")
+log = logging.getLogger(ACCESS_LOGGER)
 
 # Paths anyone may reach: liveness probes and the API's own documentation.
 PUBLIC_PATHS = frozenset({"/health", "/health/ready", "/docs", "/openapi.json", "/redoc"})

@@ -4,17 +4,20 @@ the response that sends them while watching for the client to hang up."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, NamedTuple, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import NamedTuple, TypeVar
 
 import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from .errors import INTERNAL_MESSAGE, RelayError
+from .errors import INTERNAL_MESSAGE, RelayError, UpstreamMalformed
 from .schemas import JSONObject
+
+ChunkStream = AsyncGenerator[list[JSONObject], None]
+"""A stream of OpenAI-shaped chunks, in batches: whatever arrived together from the
+upstream is yielded together, so that it leaves the gateway in one write."""
 
 log = logging.getLogger(__name__)
 
@@ -77,57 +80,58 @@ def error_event(exc: BaseException) -> bytes:
     return encode(RelayError(INTERNAL_MESSAGE).to_dict())
 
 
-async def openai_events(
-    first: list[JSONObject], rest: AsyncIterator[list[JSONObject]]
-) -> AsyncIterator[bytes]:
-    """OpenAI's SSE framing of a chunk stream: one write per batch, ``[DONE]`` at the end,
-    and an error event before ``[DONE]`` when the stream breaks."""
+Framing = Callable[[list[JSONObject], ChunkStream], AsyncIterator[bytes]]
+
+
+async def openai_events(first: list[JSONObject], rest: ChunkStream) -> AsyncIterator[bytes]:
+    """OpenAI's SSE framing of a chunk stream: one write per batch, and an error event when the
+    stream breaks. ``EventStreamResponse`` adds the closing ``[DONE]``."""
+    yield b"".join(map(encode, first))
     try:
-        yield b"".join(map(encode, first))
-        try:
-            async for batch in rest:
-                yield b"".join(map(encode, batch))
-        except Exception as exc:
-            yield error_event(exc) + DONE
-            return
-        yield DONE
-    finally:
-        # Closing the source here ends the upstream request even when the client left mid-stream.
-        await _aclose(rest)
+        async for batch in rest:
+            yield b"".join(map(encode, batch))
+    except Exception as exc:
+        yield error_event(exc)
 
 
 class EventStreamResponse(Response):
-    """An ``text/event-stream`` ASGI response that stops its source when the client leaves.
+    """A ``text/event-stream`` reply that stops its chunk stream when the client leaves.
 
-    The body iterator is cancelled as soon as the server reports the disconnect,
-    even while it waits on an upstream that is sending nothing, so upstream
-    connections and local generations end with the client.
+    The first batch is awaited before anything is sent, so a failure before it
+    propagates as an ordinary error reply. From then on the stream is cancelled
+    as soon as the server reports a disconnect, even while it waits on an
+    upstream that sends nothing, so upstream connections and local generations
+    end with the client. ``[DONE]`` goes out with the end of the body, in one write.
     """
 
     media_type = "text/event-stream; charset=utf-8"
 
-    def __init__(self, source: AsyncIterator[bytes], headers: dict[str, str] | None = None) -> None:
+    def __init__(self, stream: ChunkStream, framing: Framing = openai_events) -> None:
         # Like Starlette's StreamingResponse, set no body so that no content-length is sent.
         self.status_code = 200
         self.background = None
-        self.init_headers({**SSE_HEADERS, **(headers or {})})
-        self.source = source
+        self.init_headers(SSE_HEADERS)
+        self.stream = stream
+        self.framing = framing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-
         async def pump() -> None:
-            async for part in self.source:
+            first = await anext(self.stream, None)
+            if first is None:
+                raise UpstreamMalformed("The upstream sent an empty stream.")
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for part in self.framing(first, self.stream):
                 await send({"type": "http.response.body", "body": part, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
+            await send({"type": "http.response.body", "body": DONE})
 
         try:
             await run_until_disconnect(pump(), receive)
-        except (ClientGone, OSError):
-            # OSError: the transport went away between the disconnect and our next write.
+        except OSError:
+            # The transport went away between the disconnect and our next write.
             log.info("client disconnected; stream stopped")
         finally:
-            await _aclose(self.source)
+            # Closing the source ends the upstream request, however the stream ended.
+            await self.stream.aclose()
 
 
 class ClientGone(Exception):
@@ -161,10 +165,3 @@ async def run_until_disconnect(work: Awaitable[T], receive: Receive) -> T:
         raise ClientGone() from None
     finally:
         watcher.cancel()
-
-
-async def _aclose(iterator: Any) -> None:
-    close: Callable[[], Awaitable[None]] | None = getattr(iterator, "aclose", None)
-    if close is not None:
-        with contextlib.suppress(Exception):
-            await close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import orjson
@@ -10,13 +9,10 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..errors import InvalidRequest, UpstreamMalformed
-from ..providers import ChunkStream
+from ..errors import InvalidRequest
 from ..schemas import JSONObject
-from ..streaming import EventStreamResponse, openai_events, run_until_disconnect
 
 M = TypeVar("M", bound=BaseModel)
-Framing = Callable[[list[JSONObject], ChunkStream], AsyncIterator[bytes]]
 
 
 async def parse_body(request: Request, model: type[M]) -> M:
@@ -54,17 +50,3 @@ def _invalid(exc: ValidationError) -> InvalidRequest:
 
 def json_response(body: JSONObject, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
-
-
-async def stream_response(
-    request: Request, stream: ChunkStream, framing: Framing = openai_events
-) -> Response:
-    """Start an SSE reply once the first batch is in, so failures before it are plain errors."""
-    try:
-        first = await run_until_disconnect(anext(stream, None), request.receive)
-    except BaseException:
-        await stream.aclose()
-        raise
-    if first is None:
-        raise UpstreamMalformed("The upstream sent an empty stream.")
-    return EventStreamResponse(framing(first, stream))

@@ -8,8 +8,8 @@ from starlette.responses import Response
 from ..errors import ModelNotFound
 from ..gateway import Gateway
 from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
-from ..streaming import run_until_disconnect
-from .deps import json_response, parse_body, stream_response
+from ..streaming import EventStreamResponse, run_until_disconnect
+from .deps import json_response, parse_body
 from .routing import endpoint
 
 TAG = "OpenAI"
@@ -21,7 +21,7 @@ async def chat_completions(request: Request, gateway: Gateway) -> Response:
     body = await parse_body(request, ChatCompletionRequest)
     provider = gateway.resolve(body.model)
     if body.stream:
-        return await stream_response(request, provider.chat_stream(body))
+        return EventStreamResponse(provider.chat_stream(body))
     return json_response(await run_until_disconnect(provider.chat(body), request.receive))
 
 
@@ -31,7 +31,7 @@ async def completions(request: Request, gateway: Gateway) -> Response:
     body = await parse_body(request, CompletionRequest)
     provider = gateway.resolve(body.model)
     if body.stream:
-        return await stream_response(request, provider.completion_stream(body))
+        return EventStreamResponse(provider.completion_stream(body))
     return json_response(await run_until_disconnect(provider.completion(body), request.receive))
 
 

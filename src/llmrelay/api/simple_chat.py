@@ -14,11 +14,10 @@ from starlette.responses import Response
 
 from ..errors import InvalidRequest
 from ..gateway import Gateway
-from ..providers import ChunkStream
 from ..schemas import ChatCompletionRequest, JSONObject, SimpleChatRequest
 from ..schemas.chat import Message
-from ..streaming import DONE, error_event, run_until_disconnect
-from .deps import json_response, parse_body, stream_response
+from ..streaming import ChunkStream, EventStreamResponse, error_event, run_until_disconnect
+from .deps import json_response, parse_body
 from .routing import QueryParam, endpoint
 
 TAG = "Simple chat"
@@ -45,7 +44,7 @@ async def chat(request: Request, gateway: Gateway) -> Response:
 async def chat_stream(request: Request, gateway: Gateway) -> Response:
     """Answer a question as a stream of ``data: {"delta": ...}`` events, then ``[DONE]``."""
     body = await parse_body(request, SimpleChatRequest)
-    return await _stream(request, gateway, body)
+    return _stream(gateway, body)
 
 
 @endpoint(
@@ -68,24 +67,19 @@ async def chat_stream_get(request: Request, gateway: Gateway) -> Response:
     body = SimpleChatRequest(
         question=question, system=query.get("system"), model=query.get("model")
     )
-    return await _stream(request, gateway, body)
+    return _stream(gateway, body)
 
 
-async def _stream(request: Request, gateway: Gateway, body: SimpleChatRequest) -> Response:
+def _stream(gateway: Gateway, body: SimpleChatRequest) -> Response:
     provider = gateway.resolve(body.model)
-    return await stream_response(request, provider.chat_stream(_chat_request(body, True)), _deltas)
+    return EventStreamResponse(provider.chat_stream(_chat_request(body, True)), _deltas)
 
 
 async def _deltas(first: list[JSONObject], rest: ChunkStream) -> AsyncIterator[bytes]:
-    """Text deltas as ``data: {"delta": ...}`` events, then ``[DONE]``."""
-
-    async def batches() -> ChunkStream:
-        yield first
-        async for batch in rest:
-            yield batch
-
+    """Text deltas as ``data: {"delta": ...}`` events; ``EventStreamResponse`` adds ``[DONE]``."""
+    batch: list[JSONObject] | None = first
     try:
-        async for batch in batches():
+        while batch is not None:
             text = "".join(
                 choice["delta"].get("content") or ""
                 for chunk in batch
@@ -93,11 +87,9 @@ async def _deltas(first: list[JSONObject], rest: ChunkStream) -> AsyncIterator[b
             )
             if text:
                 yield b"data: " + orjson.dumps({"delta": text}) + b"\n\n"
+            batch = await anext(rest, None)
     except Exception as exc:
         yield error_event(exc)
-    finally:
-        await rest.aclose()
-    yield DONE
 
 
 ENDPOINTS = [chat, chat_stream, chat_stream_get]

@@ -9,7 +9,6 @@ never sees the inbound HTTP request.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncGenerator
 from typing import Any, ClassVar
 
 import aiohttp
@@ -24,10 +23,7 @@ from ..schemas import (
     JSONObject,
     TokenizeRequest,
 )
-
-ChunkStream = AsyncGenerator[list[JSONObject], None]
-"""A stream of OpenAI-shaped chunks, in batches: whatever arrived together from the
-upstream is yielded together, so that it leaves the gateway in one write."""
+from ..streaming import ChunkStream as ChunkStream
 
 
 class ModelSpec(BaseModel):
