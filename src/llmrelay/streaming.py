@@ -49,6 +49,9 @@ class SSEDecoder:
         *blocks, self._buffer = buffer.split(b"\n\n")
         events = []
         for block in blocks:
+            if block[:6] == b"data: " and b"\n" not in block:
+                events.append(SSEEvent(None, block[6:]))  # the common case, made cheap
+                continue
             event = self._parse(block)
             if event is not None:
                 events.append(event)
