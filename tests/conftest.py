@@ -37,6 +37,8 @@ UPSTREAM_MODELS = [
     "slow",
     "slow-stream",
     "leaky-key",
+    "crlf",
+    "bad-chunk",
 ]
 
 

@@ -217,7 +217,14 @@ def test_unknown_model_is_404_model_not_found(http: httpx.Client) -> None:
     assert response.json()["error"]["code"] == "model_not_found"
 
 
-@pytest.mark.parametrize("model", ["midstream-error", "truncated"])
+def test_crlf_framed_stream(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="crlf", messages=[{"role": "user", "content": "x"}], stream=True
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in stream) == "".join(STREAM_PIECES)
+
+
+@pytest.mark.parametrize("model", ["midstream-error", "truncated", "bad-chunk"])
 def test_failure_after_the_stream_started(
     client: openai.OpenAI, http: httpx.Client, model: str
 ) -> None:

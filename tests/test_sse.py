@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmrelay.streaming import SSEDecoder, SSEEvent
+from llmrelay.streaming import SSEDecoder, SSEEvent, plain_data_events
 
 
 def test_events_split_across_reads() -> None:
@@ -21,3 +21,26 @@ def test_crlf_event_names_comments_and_multiline_data() -> None:
         SSEEvent("message_start", b'{"x":\n1}'),
         SSEEvent(None, b"tight"),
     ]
+
+
+def test_crlf_split_between_reads_is_one_line_end() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: a\r") == []
+    assert decoder.feed(b"\ndata: b\r\n\r\n") == [SSEEvent(None, b"a\nb")]
+
+
+def test_plain_data_events_fast_path() -> None:
+    block = b'data: {"a": 1}\n\ndata: {"b": 2}\n\ndata: [DONE]\n\n'
+    assert plain_data_events(block) == (
+        b'[{"a": 1},{"b": 2}]',
+        b'data: {"a": 1}\n\ndata: {"b": 2}\n\n',
+        True,
+    )
+    assert plain_data_events(b"data: [DONE]\n\n") == (b"[]", b"", True)
+    for other in (
+        b"event: x\ndata: {}\n\n",
+        b'data: {"error": {}}\n\n',
+        b"data: [DONE]\n\ndata: {}\n\n",
+        b": ping\n\n",
+    ):
+        assert plain_data_events(other) is None

@@ -10,6 +10,8 @@ The requested ``model`` picks the behaviour, so one server covers every scenario
 - ``truncated``: a stream that stops without ``[DONE]``
 - ``slow``: waits ``SLOW_SECONDS`` before answering (for timeouts and cancellation)
 - ``leaky-key``: an error whose message echoes the upstream key
+- ``crlf``: a stream framed with CRLF line ends, a comment and event names
+- ``bad-chunk``: a stream whose second event is not JSON
 
 Every request is recorded, so tests can check exactly what the gateway sent.
 """
@@ -155,6 +157,18 @@ class FakeUpstream:
         if not body.get("stream"):
             return web.json_response(_completion(model, tools=model == "tools-model"))
         response = await _sse_start(request)
+        if model == "crlf":
+            await response.write(b": keep-alive\r\n\r\n")
+            for piece in STREAM_PIECES:
+                event = json.dumps(_chunk(model, {"content": piece}, None)).encode()
+                await response.write(b"event: message\r\ndata: " + event + b"\r\n\r\n")
+            await response.write(b"data: [DONE]\r\n\r\n")
+            return response
+        if model == "bad-chunk":
+            await _sse(response, _chunk(model, {"content": STREAM_PIECES[0]}, None))
+            await asyncio.sleep(0.05)  # so that the gateway has started its stream
+            await response.write(b"data: {not json\n\n")
+            return response
         if model == "tools-model":
             await _stream_tool_calls(response, model)
         else:

@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 from pydantic import Field, SecretStr
 
-from ..errors import UpstreamMalformed, upstream_error
+from ..errors import RelayError, UpstreamMalformed, upstream_error
 from ..schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -20,7 +20,7 @@ from ..schemas import (
     JSONObject,
 )
 from ..schemas.common import OpenModel
-from ..streaming import SSEDecoder
+from ..streaming import Relayed, SSEDecoder, lf_only, plain_data_events
 from ..upstream import upstream_errors
 from .base import ChunkStream, ModelSpec, Provider
 
@@ -103,34 +103,58 @@ class OpenAIProvider(Provider):
                 with upstream_errors(self.name):
                     body = await response.read()
                 raise upstream_error(response.status, body, response.headers, self._secrets)
-            decoder = SSEDecoder()
+            pending = b""
             with upstream_errors(self.name):
                 async for data in response.content.iter_any():
-                    batch: list[JSONObject] = []
-                    try:
-                        for event in decoder.feed(data):
-                            if event.data == b"[DONE]":
-                                return
-                            batch.append(self._chunk(event.data))
-                    finally:
-                        # What arrived before a [DONE] or a failure still goes out, first.
-                        if batch:
-                            yield batch
+                    pending = lf_only(pending + data)
+                    cut = pending.rfind(b"\n\n") + 2
+                    if cut == 1:
+                        continue  # no whole event yet
+                    batch, done, failure = self._batch(pending[:cut])
+                    pending = pending[cut:]
+                    if batch:
+                        yield batch  # what came before a failure still goes out first
+                    if failure is not None:
+                        raise failure
+                    if done:
+                        return
             raise UpstreamMalformed(f"The upstream for '{self.name}' ended its stream early.")
         finally:
             response.release()
 
-    def _chunk(self, data: bytes) -> JSONObject:
+    def _batch(self, block: bytes) -> tuple[list[JSONObject], bool, RelayError | None]:
+        """The chunks in a block of whole SSE events, whether it ended the stream with [DONE],
+        and the failure that came after them, if one did."""
+        plain = plain_data_events(block)
+        if plain is not None:
+            array, wire, done = plain
+            chunks = self._decode(array)
+            if isinstance(chunks, list) and all(type(chunk) is dict for chunk in chunks):
+                return Relayed(chunks, wire), done, None
+        batch: list[JSONObject] = []
+        for event in SSEDecoder().feed(block):
+            if event.data == b"[DONE]":
+                return batch, True, None
+            try:
+                chunk = self._decode(event.data)
+                if not isinstance(chunk, dict):
+                    raise self._malformed()
+            except UpstreamMalformed as exc:
+                return batch, False, exc
+            if chunk.get("error") is not None:
+                # An error after a 200: only its words reach the client, in an error event.
+                return batch, False, upstream_error(502, event.data, {}, self._secrets)
+            batch.append(chunk)
+        return batch, False, None
+
+    def _decode(self, data: bytes) -> Any:
         try:
-            chunk = orjson.loads(data)
+            return orjson.loads(data)
         except orjson.JSONDecodeError:
-            chunk = None
-        if not isinstance(chunk, dict):
-            raise UpstreamMalformed(f"The upstream for '{self.name}' sent a malformed chunk.")
-        if chunk.get("error") is not None:
-            # An error after a 200: only its words reach the client, in an error event.
-            raise upstream_error(502, data, {}, self._secrets)
-        return chunk
+            raise self._malformed() from None
+
+    def _malformed(self) -> UpstreamMalformed:
+        return UpstreamMalformed(f"The upstream for '{self.name}' sent a malformed chunk.")
 
 
 def _decode_reply(body: bytes, list_key: str, model: str) -> JSONObject:
