@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import INTERNAL_MESSAGE, AuthenticationFailed, PayloadTooLarge, RelayError
-from .logs import ACCESS_LOGGER, request_id_var
+from .logs import ACCESS_LOGGER, access, request_id_var
 from .streaming import ClientGone
 
 log = logging.getLogger(ACCESS_LOGGER)
@@ -28,7 +28,8 @@ PUBLIC_PATHS = frozenset({"/health", "/health/ready", "/docs", "/openapi.json", 
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # Unique per process by a random prefix, then a counter: cheaper than a random id per request,
 # which costs a system call on the hot path.
-_request_ids = (f"req_{secrets.token_hex(6)}{n:012x}" for n in itertools.count())
+_ID_PREFIX = f"req_{secrets.token_hex(6)}"
+_request_ids = (f"{_ID_PREFIX}{n:012x}" for n in itertools.count())
 
 
 class GatewayMiddleware:
@@ -68,13 +69,7 @@ class GatewayMiddleware:
             else:
                 await _send_error(send_with_id, _as_relay_error(exc))
         finally:
-            log.info(
-                "%s %s %d %.1fms",
-                scope["method"],
-                scope["path"],
-                status,
-                (time.perf_counter() - started) * 1000,
-            )
+            access(scope["method"], scope["path"], status, (time.perf_counter() - started) * 1000)
             request_id_var.reset(token)
 
     def _check(self, scope: Scope, headers: dict[bytes, bytes]) -> None:
