@@ -22,11 +22,12 @@ upstream is yielded together, so that it leaves the gateway in one write."""
 log = logging.getLogger(__name__)
 
 DONE = b"data: [DONE]\n\n"
-SSE_HEADERS = {
-    "cache-control": "no-cache",
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
     # Stops nginx and similar proxies from buffering the stream.
-    "x-accel-buffering": "no",
-}
+    (b"x-accel-buffering", b"no"),
+]
 
 T = TypeVar("T")
 
@@ -160,10 +161,10 @@ class EventStreamResponse(Response):
     media_type = "text/event-stream; charset=utf-8"
 
     def __init__(self, stream: ChunkStream, framing: Framing = openai_events) -> None:
-        # Like Starlette's StreamingResponse, set no body so that no content-length is sent.
+        # No body, and so no content-length: the headers are the same for every stream.
         self.status_code = 200
         self.background = None
-        self.init_headers(SSE_HEADERS)
+        self.raw_headers = list(SSE_HEADERS)
         self.stream = stream
         self.framing = framing
 
@@ -187,6 +188,9 @@ class EventStreamResponse(Response):
             await self.stream.aclose()
 
 
+WATCH_AFTER = 0.05
+
+
 class ClientGone(Exception):
     """The client disconnected before its reply was ready; the work for it was cancelled."""
 
@@ -194,12 +198,16 @@ class ClientGone(Exception):
 async def run_until_disconnect(work: Awaitable[T], receive: Receive) -> T:
     """Await ``work``, cancelling it and raising ``ClientGone`` if the client disconnects first.
 
-    Only the waiting side is a task: the work itself runs in the caller's task,
-    so the common case costs one small task and no context switches.
+    The work runs in the caller's task. Only work still running after
+    ``WATCH_AFTER`` seconds gets a task that waits for the disconnect, so the
+    many quick replies cost a timer rather than a task, and a client that leaves
+    is noticed within that delay at worst.
     """
+    loop = asyncio.get_running_loop()
     current = asyncio.current_task()
     assert current is not None
     disconnected = False
+    watcher: asyncio.Task[None] | None = None
 
     async def watch() -> None:
         nonlocal disconnected
@@ -208,7 +216,11 @@ async def run_until_disconnect(work: Awaitable[T], receive: Receive) -> T:
         disconnected = True
         current.cancel()
 
-    watcher = asyncio.get_running_loop().create_task(watch())
+    def start_watching() -> None:
+        nonlocal watcher
+        watcher = loop.create_task(watch())
+
+    timer = loop.call_later(WATCH_AFTER, start_watching)
     try:
         return await work
     except asyncio.CancelledError:
@@ -217,4 +229,6 @@ async def run_until_disconnect(work: Awaitable[T], receive: Receive) -> T:
         current.uncancel()
         raise ClientGone() from None
     finally:
-        watcher.cancel()
+        timer.cancel()
+        if watcher is not None:
+            watcher.cancel()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -11,23 +11,21 @@ from starlette.responses import Response
 
 from ..errors import InvalidRequest
 from ..schemas import JSONObject
+from ..schemas.common import OpenModel
 
 M = TypeVar("M", bound=BaseModel)
 
 
 async def parse_body(request: Request, model: type[M]) -> M:
     """Validate the body with pydantic's own JSON parser, so a bad field is a 400 naming it."""
+    body = await request.body()
     try:
-        return model.model_validate_json(await request.body())
+        parsed = model.model_validate_json(body)
     except ValidationError as exc:
         raise _invalid(exc) from None
-
-
-def parse_data(data: Any, model: type[M]) -> M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise _invalid(exc) from None
+    if isinstance(parsed, OpenModel):
+        parsed.parsed_from(body)
+    return parsed
 
 
 def _invalid(exc: ValidationError) -> InvalidRequest:

@@ -73,9 +73,7 @@ class OpenAIProvider(Provider):
         return await self._whole_reply("/embeddings", request, "data")
 
     def _payload(self, request: OpenModel) -> bytes:
-        payload: dict[str, Any] = request.model_dump(exclude_unset=True, by_alias=True)
-        payload["model"] = self.spec.upstream_model
-        return orjson.dumps(payload)
+        return request.wire_json(model=self.spec.upstream_model)
 
     async def _whole_reply(self, path: str, request: OpenModel, list_key: str) -> JSONObject:
         with upstream_errors(self.name):

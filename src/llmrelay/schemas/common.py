@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict
+import orjson
+from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 JSONObject = dict[str, Any]
 """A decoded JSON object as it travels between routers and providers.
@@ -20,6 +21,28 @@ class OpenModel(BaseModel):
     """A schema that keeps fields it does not know, so they reach the upstream unchanged."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    # The JSON body this was parsed from, when it came from a client as is: an upstream
+    # that speaks the same format can be sent those bytes rather than a re-encoding.
+    _source: bytes | None = PrivateAttr(default=None)
+
+    def parsed_from(self, body: bytes) -> Self:
+        """Remember the client's bytes this was validated from."""
+        self._source = body
+        return self
+
+    def wire_json(self, **overrides: Any) -> bytes:
+        """This request as JSON, with ``overrides`` set: the client's own bytes when possible."""
+        source = self._source
+        if source is not None and all(getattr(self, k, None) == v for k, v in overrides.items()):
+            return source
+        payload = (
+            orjson.loads(source)
+            if source is not None
+            else self.model_dump(exclude_unset=True, by_alias=True)
+        )
+        payload.update(overrides)
+        return orjson.dumps(payload)
 
 
 class StreamOptions(OpenModel):
