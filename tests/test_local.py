@@ -769,3 +769,23 @@ def test_concurrent_local_requests_queue_and_all_finish(client: openai.OpenAI) -
         assert reply.model == LOCAL
         assert reply.choices[0].finish_reason in ("stop", "length")
         check_usage(reply.usage, 8)
+
+
+def test_server_stays_responsive_while_the_model_generates(client: openai.OpenAI) -> None:
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        busy = pool.submit(
+            client.chat.completions.create,
+            model=LOCAL,
+            messages=user("Tell me a long story."),
+            max_tokens=64,
+            temperature=0,
+        )
+        time.sleep(0.3)  # the generation is under way
+        assert not busy.done()
+        started = time.monotonic()
+        reply = client.chat.completions.create(model="fake-model", messages=user("Hi"))
+        elapsed = time.monotonic() - started
+        assert reply.choices[0].message.content == ANSWER
+        assert not busy.done()  # answered while the model was still generating
+        assert elapsed < 0.5
+        assert busy.result().choices[0].finish_reason in ("stop", "length")
