@@ -146,3 +146,15 @@ def test_gateway_key_never_logged(
         headers={"authorization": f"Bearer {GATEWAY_KEY}"},
     )
     assert GATEWAY_KEY not in caplog.text
+
+
+def test_unknown_path_and_wrong_method(http: httpx.Client) -> None:
+    missing = http.get("/v2/nothing")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["message"] == "Unknown path: /v2/nothing"
+    wrong = http.delete("/v1/models/local")
+    assert wrong.status_code == 405
+    assert wrong.headers["allow"] == "GET"
+    post_only = http.get("/v1/chat/completions")
+    assert post_only.status_code == 405
+    assert post_only.headers["allow"] == "POST"

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import INTERNAL_MESSAGE, AuthenticationFailed, PayloadTooLarge, RelayError
-from .logs import ACCESS_LOGGER, access, request_id_var
+from .logs import access, request_id_var
 from .streaming import ClientGone
 
-log = logging.getLogger(ACCESS_LOGGER)
+log = logging.getLogger(__name__)
 
 # Paths anyone may reach: liveness probes and the API's own documentation.
 PUBLIC_PATHS = frozenset({"/health", "/health/ready", "/docs", "/openapi.json", "/redoc"})

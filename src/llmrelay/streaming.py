@@ -158,8 +158,6 @@ class EventStreamResponse(Response):
     end with the client. ``[DONE]`` goes out with the end of the body, in one write.
     """
 
-    media_type = "text/event-stream; charset=utf-8"
-
     def __init__(self, stream: ChunkStream, framing: Framing = openai_events) -> None:
         # No body, and so no content-length: the headers are the same for every stream.
         self.status_code = 200

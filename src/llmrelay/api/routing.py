@@ -46,13 +46,13 @@ class Endpoint:
 class Router:
     def __init__(self, endpoints: Sequence[Endpoint]) -> None:
         self.exact: dict[str, dict[str, Endpoint]] = {}
-        self.templated: list[tuple[Any, dict[str, Any], dict[str, Endpoint]]] = []
+        by_template: dict[str, dict[str, Endpoint]] = {}
         for ep in endpoints:
-            if "{" not in ep.path:
-                self.exact.setdefault(ep.path, {})[ep.method] = ep
-                continue
-            regex, _, convertors = compile_path(ep.path)
-            self.templated.append((regex, convertors, {ep.method: ep}))
+            methods = self.exact if "{" not in ep.path else by_template
+            methods.setdefault(ep.path, {})[ep.method] = ep
+        self.templated: list[tuple[Any, dict[str, Any], dict[str, Endpoint]]] = [
+            (*_compiled(path), methods) for path, methods in by_template.items()
+        ]
 
     def match(self, method: str, path: str) -> tuple[Endpoint, dict[str, Any]]:
         """The endpoint and path parameters for a request, or the 404/405 to answer."""
@@ -73,6 +73,11 @@ class Router:
                 f"{method} is not allowed on {path}.", headers={"allow": ", ".join(by_method)}
             )
         return endpoint, params
+
+
+def _compiled(path: str) -> tuple[Any, dict[str, Any]]:
+    regex, _, convertors = compile_path(path)
+    return regex, convertors
 
 
 def endpoint(
