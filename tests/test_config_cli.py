@@ -138,23 +138,27 @@ def test_typo_in_a_model_key(tmp_path: Path, value: str) -> None:
     assert f"{path}:4: models.0.openai.base_ur: Extra inputs are not permitted" in message
 
 
-def test_typo_in_a_model_key_with_a_block_value(tmp_path: Path) -> None:
-    text = "models:\n  - name: a\n    provider: openai\n    heders:\n      X-Team: infra\n"
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "models:\n  - name: a\n    provider: openai\n    heders:\n      X-Team: infra\n",
+            ":4: models.0.openai.heders:",
+        ),
+        (
+            "models:\n  - name: a\n    provider: openai\n    timeout: soon\n",
+            ":4: models.0.openai.timeout: Input should be a valid number",
+        ),
+        (
+            "models:\n  - name: a\n    provider: openai\n    headers:\n      X-Team: [1]\n",
+            ":5: models.0.openai.headers.X-Team: Input should be a valid string",
+        ),
+    ],
+    ids=["typo-with-block-value", "wrong-type", "wrong-type-nested"],
+)
+def test_error_names_key_and_line(tmp_path: Path, text: str, expected: str) -> None:
     path, message = config_error(tmp_path, text)
-    assert f"{path}:4: models.0.openai.heders:" in message
-
-
-def test_wrong_type(tmp_path: Path) -> None:
-    path, message = config_error(
-        tmp_path, "models:\n  - name: a\n    provider: openai\n    timeout: soon\n"
-    )
-    assert f"{path}:4: models.0.openai.timeout: Input should be a valid number" in message
-
-
-def test_wrong_type_in_a_nested_mapping(tmp_path: Path) -> None:
-    text = "models:\n  - name: a\n    provider: openai\n    headers:\n      X-Team: [1]\n"
-    path, message = config_error(tmp_path, text)
-    assert f"{path}:5: models.0.openai.headers.X-Team: Input should be a valid string" in message
+    assert f"{path}{expected}" in message
 
 
 def test_every_error_is_listed(tmp_path: Path) -> None:

@@ -256,6 +256,19 @@ def test_usage_counts_the_generated_tokens_under_a_grammar(client: openai.OpenAI
 # -- tools -----------------------------------------------------------------------------------
 
 
+def force_weather(client: openai.OpenAI, **extra: Any) -> Any:
+    """A request whose tool_choice forces a call of get_weather."""
+    return client.chat.completions.create(
+        model=LOCAL,
+        messages=WEATHER_QUESTION,
+        tools=TOOLS,
+        tool_choice=FORCE_WEATHER,
+        max_tokens=24,
+        temperature=0,
+        **extra,
+    )
+
+
 def check_weather_call(call: Any) -> None:
     assert call.type == "function"
     assert call.id.startswith("call_")
@@ -266,14 +279,7 @@ def check_weather_call(call: Any) -> None:
 
 
 def test_forced_tool_call_whole(client: openai.OpenAI) -> None:
-    reply = client.chat.completions.create(
-        model=LOCAL,
-        messages=WEATHER_QUESTION,
-        tools=TOOLS,
-        tool_choice=FORCE_WEATHER,
-        max_tokens=24,
-        temperature=0,
-    )
+    reply = force_weather(client)
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls"
     assert choice.message.content is None
@@ -284,15 +290,7 @@ def test_forced_tool_call_whole(client: openai.OpenAI) -> None:
 
 
 def test_forced_tool_call_streamed(client: openai.OpenAI) -> None:
-    stream = client.chat.completions.create(
-        model=LOCAL,
-        messages=WEATHER_QUESTION,
-        tools=TOOLS,
-        tool_choice=FORCE_WEATHER,
-        max_tokens=24,
-        temperature=0,
-        stream=True,
-    )
+    stream = force_weather(client, stream=True)
     calls: dict[int, dict[str, Any]] = {}
     finish = None
     for chunk in stream:
@@ -320,14 +318,7 @@ def test_forced_tool_call_streamed(client: openai.OpenAI) -> None:
 
 
 def test_tool_result_round_trip(client: openai.OpenAI) -> None:
-    first = client.chat.completions.create(
-        model=LOCAL,
-        messages=WEATHER_QUESTION,
-        tools=TOOLS,
-        tool_choice=FORCE_WEATHER,
-        max_tokens=24,
-        temperature=0,
-    )
+    first = force_weather(client)
     assert first.choices[0].message.tool_calls
     call = first.choices[0].message.tool_calls[0]
     messages: list[dict[str, Any]] = [

@@ -119,18 +119,7 @@ class FakeUpstream:
             await _sse(response, _text_chunk(body["model"], "", "stop"))
             await response.write(b"data: [DONE]\n\n")
             return response
-        return web.json_response(
-            {
-                "id": "cmpl-fake",
-                "object": "text_completion",
-                "created": 1700000000,
-                "model": body["model"],
-                "choices": [
-                    {"index": 0, "text": ANSWER, "logprobs": None, "finish_reason": "stop"}
-                ],
-                "usage": _usage(),
-            }
-        )
+        return web.json_response({**_text_chunk(body["model"], ANSWER, "stop"), "usage": _usage()})
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
@@ -230,34 +219,30 @@ def _completion(model: str, tools: bool = False) -> dict[str, Any]:
             }
         ]
         finish = "tool_calls"
-    return {
-        "id": "chatcmpl-fake",
-        "object": "chat.completion",
-        "created": 1700000000,
-        "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
-        "usage": _usage(),
-    }
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
+    return {**_envelope(model, "chat.completion", choice), "usage": _usage()}
 
 
 def _chunk(model: str, delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    return _envelope(model, "chat.completion.chunk", choice)
+
+
+def _envelope(model: str, kind: str, choice: dict[str, Any]) -> dict[str, Any]:
+    """What every reply and chunk shares; legacy completions have "cmpl-" ids."""
+    prefix = "cmpl" if kind == "text_completion" else "chatcmpl"
     return {
-        "id": "chatcmpl-fake",
-        "object": "chat.completion.chunk",
+        "id": f"{prefix}-fake",
+        "object": kind,
         "created": 1700000000,
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        "choices": [choice],
     }
 
 
 def _text_chunk(model: str, text: str, finish: str | None) -> dict[str, Any]:
-    return {
-        "id": "cmpl-fake",
-        "object": "text_completion",
-        "created": 1700000000,
-        "model": model,
-        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
-    }
+    choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+    return _envelope(model, "text_completion", choice)
 
 
 async def _stream_tool_calls(response: web.StreamResponse, model: str) -> None:
