@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -92,15 +91,9 @@ class App:
 
 
 def create_app(config: Config) -> ASGIApp:
-    app: ASGIApp = CORSMiddleware(
-        App(config),
-        allow_origins=config.cors_origins,
-        allow_methods=["*"],
-        allow_headers=["*"],
-        expose_headers=["x-request-id"],
-    )
     return GatewayMiddleware(
-        app,
+        App(config),
         api_keys=[key.get_secret_value() for key in config.api_keys],
         max_body_bytes=config.max_body_bytes,
+        cors_origins=config.cors_origins,
     )

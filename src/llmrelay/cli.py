@@ -98,6 +98,8 @@ def _serve(args: argparse.Namespace) -> int:
         http="httptools",
         log_config=None,
         access_log=False,
+        # The gateway does not use the client's address, so X-Forwarded-For need not be read.
+        proxy_headers=False,
         timeout_graceful_shutdown=10,
     )
     return 0

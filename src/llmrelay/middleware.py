@@ -1,8 +1,12 @@
-"""The gateway's one ASGI middleware: request ids, body limits, gateway-key auth, error
+"""The gateway's one ASGI middleware: request ids, body limits, gateway-key auth, CORS, error
 rendering and the access log.
 
 It is plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, which would
-add a task and a memory stream to every request on the hot path.
+add a task and a memory stream to every request on the hot path. For the same
+reason the work that only some requests need is skipped for the others: CORS
+handling for requests with no ``Origin`` (they are not cross-origin requests),
+and counting body bytes for requests whose ``Content-Length`` is already
+within the limit (the HTTP parser delivers no more than that).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import secrets
 import time
 from collections.abc import Sequence
 
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import INTERNAL_MESSAGE, AuthenticationFailed, PayloadTooLarge, RelayError
@@ -33,8 +38,22 @@ _request_ids = (f"{_ID_PREFIX}{n:012x}" for n in itertools.count())
 
 
 class GatewayMiddleware:
-    def __init__(self, app: ASGIApp, *, api_keys: Sequence[str], max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        api_keys: Sequence[str],
+        max_body_bytes: int,
+        cors_origins: Sequence[str],
+    ) -> None:
         self.app = app
+        self.cross_origin_app = CORSMiddleware(
+            app,
+            allow_origins=cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["x-request-id"],
+        )
         self.api_keys = [key.encode() for key in api_keys]
         self.max_body_bytes = max_body_bytes
 
@@ -58,8 +77,11 @@ class GatewayMiddleware:
             await send(message)
 
         try:
-            self._check(scope, headers)
-            await self.app(scope, self._limited(receive), send_with_id)
+            length = self._check(scope, headers)
+            app = self.app if b"origin" not in headers else self.cross_origin_app
+            if length is None:
+                receive = self._limited(receive)
+            await app(scope, receive, send_with_id)
         except ClientGone:
             status = 499
             log.info("client disconnected; request cancelled")
@@ -72,14 +94,16 @@ class GatewayMiddleware:
             access(scope["method"], scope["path"], status, (time.perf_counter() - started) * 1000)
             request_id_var.reset(token)
 
-    def _check(self, scope: Scope, headers: dict[bytes, bytes]) -> None:
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+    def _check(self, scope: Scope, headers: dict[bytes, bytes]) -> int | None:
+        """Refuse what may not pass; return the body's declared length, if it has one."""
+        declared = headers.get(b"content-length")
+        length = int(declared) if declared is not None and declared.isdigit() else None
+        if length is not None and length > self.max_body_bytes:
             raise _too_large(self.max_body_bytes)
         if not self.api_keys or scope["path"] in PUBLIC_PATHS or scope["method"] == "OPTIONS":
-            return
+            return length
         if not scope["path"].startswith(("/v1/", "/chat", "/tokenize", "/detokenize")):
-            return
+            return length
         presented = _presented_key(headers)
         # Compare against every key so the time taken does not reveal which one matched.
         matched = False
@@ -92,6 +116,7 @@ class GatewayMiddleware:
                 else "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
             )
             raise AuthenticationFailed(message)
+        return length
 
     def _limited(self, receive: Receive) -> Receive:
         limit = self.max_body_bytes

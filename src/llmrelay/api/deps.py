@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from ..errors import InvalidRequest
 from ..schemas import JSONObject
-from ..schemas.common import OpenModel
+from ..schemas.common import OpenRequest
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -23,7 +23,7 @@ async def parse_body(request: Request, model: type[M]) -> M:
         parsed = model.model_validate_json(body)
     except ValidationError as exc:
         raise _invalid(exc) from None
-    if isinstance(parsed, OpenModel):
+    if isinstance(parsed, OpenRequest):
         parsed.parsed_from(body)
     return parsed
 

@@ -19,7 +19,7 @@ from ..schemas import (
     EmbeddingRequest,
     JSONObject,
 )
-from ..schemas.common import OpenModel
+from ..schemas.common import OpenRequest
 from ..streaming import Relayed, SSEDecoder, lf_only, plain_data_events
 from ..upstream import upstream_errors
 from .base import ChunkStream, ModelSpec, Provider
@@ -72,10 +72,10 @@ class OpenAIProvider(Provider):
     async def embeddings(self, request: EmbeddingRequest) -> JSONObject:
         return await self._whole_reply("/embeddings", request, "data")
 
-    def _payload(self, request: OpenModel) -> bytes:
+    def _payload(self, request: OpenRequest) -> bytes:
         return request.wire_json(model=self.spec.upstream_model)
 
-    async def _whole_reply(self, path: str, request: OpenModel, list_key: str) -> JSONObject:
+    async def _whole_reply(self, path: str, request: OpenRequest, list_key: str) -> JSONObject:
         with upstream_errors(self.name):
             async with self.http.post(
                 self._base + path,
@@ -88,7 +88,7 @@ class OpenAIProvider(Provider):
             raise upstream_error(response.status, body, response.headers, self._secrets)
         return _decode_reply(body, list_key, self.name)
 
-    async def _stream(self, path: str, request: OpenModel) -> ChunkStream:
+    async def _stream(self, path: str, request: OpenRequest) -> ChunkStream:
         with upstream_errors(self.name):
             response = await self.http.post(
                 self._base + path,

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
-from .common import OpenModel, StreamOptions
+from .common import OpenModel, OpenRequest, StreamOptions
 
 
 class TextPart(OpenModel):
@@ -147,7 +147,7 @@ ResponseFormat = Annotated[
 ]
 
 
-class SamplingFields(OpenModel):
+class SamplingFields(OpenRequest):
     """Sampling fields shared by chat and legacy completions, with OpenAI's ranges."""
 
     model: str | None = None

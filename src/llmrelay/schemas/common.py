@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Self
 
 import orjson
-from pydantic import BaseModel, ConfigDict, PrivateAttr
+from pydantic import BaseModel, ConfigDict
 
 JSONObject = dict[str, Any]
 """A decoded JSON object as it travels between routers and providers.
@@ -22,9 +22,14 @@ class OpenModel(BaseModel):
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
+
+class OpenRequest(OpenModel):
+    """A whole request body, which can be forwarded as the bytes the client sent."""
+
     # The JSON body this was parsed from, when it came from a client as is: an upstream
-    # that speaks the same format can be sent those bytes rather than a re-encoding.
-    _source: bytes | None = PrivateAttr(default=None)
+    # that speaks the same format can be sent those bytes rather than a re-encoding. A slot,
+    # not a pydantic private attribute, which would cost an initialiser call per model.
+    __slots__ = ("_source",)
 
     def parsed_from(self, body: bytes) -> Self:
         """Remember the client's bytes this was validated from."""
@@ -33,7 +38,7 @@ class OpenModel(BaseModel):
 
     def wire_json(self, **overrides: Any) -> bytes:
         """This request as JSON, with ``overrides`` set: the client's own bytes when possible."""
-        source = self._source
+        source: bytes | None = getattr(self, "_source", None)
         if source is not None and all(getattr(self, k, None) == v for k, v in overrides.items()):
             return source
         payload = (

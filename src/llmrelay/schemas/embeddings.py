@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from .common import OpenModel
+from .common import OpenRequest
 
 
-class EmbeddingRequest(OpenModel):
+class EmbeddingRequest(OpenRequest):
     model: str | None = None
     input: str | list[str] | list[int] | list[list[int]]
     encoding_format: Literal["float", "base64"] | None = None

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import model_validator
 
 from .chat import Message
-from .common import OpenModel
+from .common import OpenRequest
 
 
-class TokenizeRequest(OpenModel):
+class TokenizeRequest(OpenRequest):
     model: str | None = None
     prompt: str | None = None
     messages: list[Message] | None = None
@@ -23,6 +23,6 @@ class TokenizeRequest(OpenModel):
         return self
 
 
-class DetokenizeRequest(OpenModel):
+class DetokenizeRequest(OpenRequest):
     model: str | None = None
     tokens: list[int]

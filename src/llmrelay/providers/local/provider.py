@@ -21,7 +21,7 @@ from ...schemas import (
     TokenizeRequest,
 )
 from ...schemas.chat import FunctionTool
-from ...schemas.common import OpenModel
+from ...schemas.common import OpenRequest
 from ..base import ChunkStream, ModelSpec, Provider
 from . import prompt
 from .engine import Engine
@@ -278,7 +278,7 @@ class LocalProvider(Provider):
 
     # -- shared -------------------------------------------------------------------------
 
-    def _refuse_unsupported(self, request: OpenModel) -> None:
+    def _refuse_unsupported(self, request: OpenRequest) -> None:
         for field in request.model_extra or ():
             if field not in _IGNORED_EXTRAS:
                 raise UnsupportedParameter(field, prompt.WHERE)
