@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from .server import FakeServer, sse, sse_start
 
 ANSWER = "Hello from the fake upstream."
 STREAM_PIECES = ["Hello", " from", " the", " fake", " upstream."]
@@ -32,70 +32,28 @@ SLOW_SECONDS = 3.0
 TOOL_ARGS = ['{"ci', 'ty": "Pa', 'ris"}']
 
 
-@dataclass
-class Recorded:
-    path: str
-    headers: dict[str, str]
-    body: dict[str, Any]
-
-
-@dataclass
-class FakeUpstream:
-    host: str = "127.0.0.1"
-    port: int = 0
-    requests: list[Recorded] = field(default_factory=list)
-    in_flight: int = 0
-    # Slow requests whose connection the gateway closed before the answer was ready.
-    cancelled: int = 0
+class FakeUpstream(FakeServer):
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = 0
+        # Slow requests whose connection the gateway closed before the answer was ready.
+        self.cancelled = 0
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
+        return f"{self.root}/v1"
 
-    def start(self) -> None:
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        async def boot() -> None:
-            app = web.Application()
-            app.router.add_post("/v1/chat/completions", self.chat)
-            app.router.add_post("/v1/completions", self.completions)
-            app.router.add_post("/v1/embeddings", self.embeddings)
-            app.router.add_get("/v1/models", self.models)
-            self._runner = web.AppRunner(app, access_log=None)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, self.host, self.port)
-            await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-
-        def run() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(boot())
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        ready.wait(10)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-
-    def last(self) -> Recorded:
-        return self.requests[-1]
-
-    async def _record(self, request: web.Request) -> dict[str, Any]:
-        body = await request.json()
-        self.requests.append(Recorded(request.path, dict(request.headers), body))
-        return body
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/completions", self.completions)
+        app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_get("/v1/models", self.models)
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [_model_card("fake-model")]})
 
     async def embeddings(self, request: web.Request) -> web.Response:
-        body = await self._record(request)
+        body = await self.record(request)
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = [
             {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
@@ -111,18 +69,18 @@ class FakeUpstream:
         )
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
-        body = await self._record(request)
+        body = await self.record(request)
         if body.get("stream"):
-            response = await _sse_start(request)
+            response = await sse_start(request)
             for piece in STREAM_PIECES:
-                await _sse(response, _text_chunk(body["model"], piece, None))
-            await _sse(response, _text_chunk(body["model"], "", "stop"))
+                await sse(response, _text_chunk(body["model"], piece, None))
+            await sse(response, _text_chunk(body["model"], "", "stop"))
             await response.write(b"data: [DONE]\n\n")
             return response
         return web.json_response({**_text_chunk(body["model"], ANSWER, "stop"), "usage": _usage()})
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        body = await self._record(request)
+        body = await self.record(request)
         model = body["model"]
         self.in_flight += 1
         try:
@@ -145,7 +103,7 @@ class FakeUpstream:
             return web.Response(status=499)
         if not body.get("stream"):
             return web.json_response(_completion(model, tools=model == "tools-model"))
-        response = await _sse_start(request)
+        response = await sse_start(request)
         if model == "crlf":
             await response.write(b": keep-alive\r\n\r\n")
             for piece in STREAM_PIECES:
@@ -154,7 +112,7 @@ class FakeUpstream:
             await response.write(b"data: [DONE]\r\n\r\n")
             return response
         if model == "bad-chunk":
-            await _sse(response, _chunk(model, {"content": STREAM_PIECES[0]}, None))
+            await sse(response, _chunk(model, {"content": STREAM_PIECES[0]}, None))
             await asyncio.sleep(0.05)  # so that the gateway has started its stream
             await response.write(b"data: {not json\n\n")
             return response
@@ -163,9 +121,9 @@ class FakeUpstream:
         else:
             for i, piece in enumerate(STREAM_PIECES):
                 delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
-                await _sse(response, _chunk(model, delta, None))
+                await sse(response, _chunk(model, delta, None))
                 if model == "midstream-error" and i == 1:
-                    await _sse(
+                    await sse(
                         response,
                         {
                             "error": {
@@ -182,9 +140,9 @@ class FakeUpstream:
                     return response
                 if model == "slow-stream":
                     await asyncio.sleep(0.5)
-            await _sse(response, _chunk(model, {}, "stop"))
+            await sse(response, _chunk(model, {}, "stop"))
         if (body.get("stream_options") or {}).get("include_usage"):
-            await _sse(response, {**_chunk(model, {}, None), "choices": [], "usage": _usage()})
+            await sse(response, {**_chunk(model, {}, None), "choices": [], "usage": _usage()})
         await response.write(b"data: [DONE]\n\n")
         return response
 
@@ -256,9 +214,9 @@ async def _stream_tool_calls(response: web.StreamResponse, model: str) -> None:
         delta: dict[str, Any] = {"tool_calls": [opening]}
         if index == 0:
             delta = {"role": "assistant", "content": None, **delta}
-        await _sse(response, _chunk(model, delta, None))
+        await sse(response, _chunk(model, delta, None))
         for fragment in TOOL_ARGS:
-            await _sse(
+            await sse(
                 response,
                 _chunk(
                     model,
@@ -266,7 +224,7 @@ async def _stream_tool_calls(response: web.StreamResponse, model: str) -> None:
                     None,
                 ),
             )
-    await _sse(response, _chunk(model, {}, "tool_calls"))
+    await sse(response, _chunk(model, {}, "tool_calls"))
 
 
 def _error(status: int, message: str | None = None) -> web.Response:
@@ -287,13 +245,3 @@ def _error(status: int, message: str | None = None) -> web.Response:
         }
     }
     return web.json_response(body, status=status, headers=headers)
-
-
-async def _sse_start(request: web.Request) -> web.StreamResponse:
-    response = web.StreamResponse(headers={"content-type": "text/event-stream"})
-    await response.prepare(request)
-    return response
-
-
-async def _sse(response: web.StreamResponse, data: dict[str, Any]) -> None:
-    await response.write(b"data: " + json.dumps(data).encode() + b"\n\n")
