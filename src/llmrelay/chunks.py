@@ -22,12 +22,55 @@ def tool_call_id() -> str:
     return f"call_{secrets.token_hex(12)}"
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> JSONObject:
-    return {
+def usage(
+    prompt_tokens: int,
+    completion_tokens: int,
+    *,
+    cached_tokens: int | None = None,
+    reasoning_tokens: int | None = None,
+) -> JSONObject:
+    """OpenAI's usage object. Cached tokens are part of the prompt tokens and reasoning
+    tokens part of the completion tokens, as in OpenAI's own counts."""
+    counts: JSONObject = {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
     }
+    if cached_tokens is not None:
+        counts["prompt_tokens_details"] = {"cached_tokens": cached_tokens}
+    if reasoning_tokens is not None:
+        counts["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+    return counts
+
+
+def chat_completion(
+    model: str,
+    content: str | None,
+    tool_calls: list[JSONObject],
+    finish_reason: str,
+    usage: JSONObject | None,
+    reply_id: str | None = None,
+) -> JSONObject:
+    """A whole one-choice ``chat.completion``, as translating adapters build it."""
+    message: JSONObject = {"role": "assistant", "content": content, "refusal": None}
+    if tool_calls:
+        message["tool_calls"] = tool_calls
+    reply: JSONObject = {
+        "id": reply_id or completion_id(),
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
+        ],
+    }
+    if usage is not None:
+        reply["usage"] = usage
+    return reply
+
+
+def function_call(call_id: str, name: str, arguments: str) -> JSONObject:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
 class ChunkFactory:
@@ -61,6 +104,50 @@ class ChunkFactory:
         return self.chunk(
             [{"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}]
         )
+
+
+class StreamBuilder:
+    """The OpenAI chunks of one translated stream, with the state translation needs.
+
+    It sends the assistant role with the first delta, numbers tool calls from 0
+    in the order they start (whatever index space the upstream uses), and holds
+    the finish reason and usage until the upstream's stream ends.
+    """
+
+    def __init__(self, model: str) -> None:
+        self.factory = ChunkFactory(model)
+        self.started = False
+        self.tool_calls = 0
+        self.finish_reason: str | None = None
+        self.usage: JSONObject | None = None
+
+    def _delta(self, delta: JSONObject) -> JSONObject:
+        if not self.started:
+            self.started = True
+            delta = {"role": "assistant", **delta}
+        return self.factory.delta(0, delta)
+
+    def text(self, text: str) -> JSONObject:
+        return self._delta({"content": text})
+
+    def tool_call(self, call_id: str, name: str, arguments: str = "") -> tuple[int, JSONObject]:
+        """Start a tool call; returns its OpenAI index and its opening chunk."""
+        index = self.tool_calls
+        self.tool_calls += 1
+        opening = {"index": index, **function_call(call_id, name, arguments)}
+        return index, self._delta({"tool_calls": [opening]})
+
+    def tool_arguments(self, index: int, fragment: str) -> JSONObject:
+        return self._delta({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
+
+    def end(self, with_usage: bool) -> list[JSONObject]:
+        """The closing chunks: the finish reason, then usage when the client asked for it."""
+        chunks = [] if self.started else [self._delta({"content": ""})]
+        reason = self.finish_reason or ("tool_calls" if self.tool_calls else "stop")
+        chunks.append(self.factory.delta(0, {}, reason))
+        if with_usage and self.usage is not None:
+            chunks.append(self.factory.chunk([], self.usage))
+        return chunks
 
 
 class ChatAccumulator:

@@ -25,6 +25,7 @@ from pydantic import (
 
 from .providers import PROVIDERS
 from .providers.base import ModelSpec
+from .providers.http import RemoteSpec
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 LOCAL_MODEL = "local"
@@ -145,16 +146,27 @@ def default_config_data(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _resolve_key_env(config: Config, env: Mapping[str, str], source: Path) -> None:
-    """Read each ``api_key_env`` once, here, so that adapters never touch the environment."""
+    """Read each model's key variable once, here, so that adapters never touch the environment.
+
+    ``api_key_env`` must be set when given; a provider's default variable is read
+    only when the entry has no key of its own, and must be set only when the
+    provider cannot work without a key.
+    """
     for index, spec in enumerate(config.specs):
-        var = getattr(spec, "api_key_env", None)
-        if var is None:
+        if not isinstance(spec, RemoteSpec):
             continue
-        if var not in env:
+        var = spec.api_key_env or (None if spec.api_key else spec.default_key_env)
+        if var is not None and var in env:
+            spec.api_key = SecretStr(env[var])
+        elif spec.api_key_env:
             raise ConfigError(
                 f"{source}: models.{index}.api_key_env: the environment variable {var} is not set"
             )
-        spec.api_key = SecretStr(env[var])  # type: ignore[attr-defined]
+        elif spec.key_required and spec.api_key is None:
+            raise ConfigError(
+                f"{source}: models.{index}: provider '{spec.provider}' needs a key: "
+                f"set {var} or give api_key or api_key_env"
+            )
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:

@@ -4,12 +4,21 @@ Adding a provider is one module plus one line here; a test checks that every
 module in this package is registered.
 """
 
+from .anthropic import AnthropicProvider
 from .base import ChunkStream, ModelSpec, Provider
+from .cohere import CohereProvider
+from .gemini import GeminiProvider
 from .local import LocalProvider
-from .openai import OpenAIProvider
+from .ollama import OllamaProvider
+from .openai import PRESETS, OpenAIProvider
 
 PROVIDERS: dict[str, type[Provider]] = {
     "openai": OpenAIProvider,
+    **PRESETS,
+    "anthropic": AnthropicProvider,
+    "gemini": GeminiProvider,
+    "cohere": CohereProvider,
+    "ollama": OllamaProvider,
     "local": LocalProvider,
 }
 

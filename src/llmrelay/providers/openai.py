@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import aiohttp
 import orjson
-from pydantic import Field, SecretStr
+from pydantic import Field, create_model
 
 from ..errors import RelayError, UpstreamMalformed, upstream_error
 from ..schemas import (
@@ -22,40 +21,22 @@ from ..schemas import (
 from ..schemas.common import OpenRequest
 from ..streaming import Relayed, SSEDecoder, lf_only, plain_data_events
 from ..upstream import upstream_errors
-from .base import ChunkStream, ModelSpec, Provider
+from .base import ChunkStream, Provider
+from .http import HTTPProvider, RemoteSpec
 
 
-class OpenAISpec(ModelSpec):
+class OpenAISpec(RemoteSpec):
+    default_key_env = "OPENAI_API_KEY"
+
     provider: Literal["openai"]
     base_url: str = Field(
         default="https://api.openai.com/v1", description="The root the OpenAI SDK takes, with /v1."
     )
-    api_key: SecretStr | None = None
-    api_key_env: str | None = Field(default=None, description="Read the key from this variable.")
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra upstream headers.")
-    timeout: float = Field(default=600, gt=0, description="Seconds for a whole reply.")
-    connect_timeout: float = Field(default=10, gt=0)
-    idle_timeout: float = Field(
-        default=60, gt=0, description="Seconds a stream may go without a byte."
-    )
 
 
-class OpenAIProvider(Provider):
+class OpenAIProvider(HTTPProvider):
     spec_type = OpenAISpec
     owned_by = "openai"
-    spec: OpenAISpec
-
-    def __init__(self, spec: OpenAISpec, http: aiohttp.ClientSession) -> None:
-        super().__init__(spec, http)
-        self._base = spec.base_url.rstrip("/")
-        self._secrets = [spec.api_key.get_secret_value()] if spec.api_key else []
-        self._headers = {"content-type": "application/json", **spec.headers}
-        if self._secrets:
-            self._headers["authorization"] = f"Bearer {self._secrets[0]}"
-        self._whole = aiohttp.ClientTimeout(total=spec.timeout, connect=spec.connect_timeout)
-        self._streamed = aiohttp.ClientTimeout(
-            connect=spec.connect_timeout, sock_read=spec.idle_timeout
-        )
 
     async def chat(self, request: ChatCompletionRequest) -> JSONObject:
         return await self._whole_reply("/chat/completions", request, "choices")
@@ -76,31 +57,11 @@ class OpenAIProvider(Provider):
         return request.wire_json(model=self.spec.upstream_model)
 
     async def _whole_reply(self, path: str, request: OpenRequest, list_key: str) -> JSONObject:
-        with upstream_errors(self.name):
-            async with self.http.post(
-                self._base + path,
-                data=self._payload(request),
-                headers=self._headers,
-                timeout=self._whole,
-            ) as response:
-                body = await response.read()
-        if response.status >= 400:
-            raise upstream_error(response.status, body, response.headers, self._secrets)
+        body = await self.post(self.root + path, self._payload(request))
         return _decode_reply(body, list_key, self.name)
 
     async def _stream(self, path: str, request: OpenRequest) -> ChunkStream:
-        with upstream_errors(self.name):
-            response = await self.http.post(
-                self._base + path,
-                data=self._payload(request),
-                headers=self._headers,
-                timeout=self._streamed,
-            )
-        try:
-            if response.status >= 400:
-                with upstream_errors(self.name):
-                    body = await response.read()
-                raise upstream_error(response.status, body, response.headers, self._secrets)
+        async with self.open_stream(self.root + path, self._payload(request)) as response:
             pending = b""
             with upstream_errors(self.name):
                 async for data in response.content.iter_any():
@@ -117,8 +78,6 @@ class OpenAIProvider(Provider):
                     if done:
                         return
             raise UpstreamMalformed(f"The upstream for '{self.name}' ended its stream early.")
-        finally:
-            response.release()
 
     def _batch(self, block: bytes) -> tuple[list[JSONObject], bool, RelayError | None]:
         """The chunks in a block of whole SSE events, whether it ended the stream with [DONE],
@@ -141,7 +100,7 @@ class OpenAIProvider(Provider):
                 return batch, False, exc
             if chunk.get("error") is not None:
                 # An error after a 200: only its words reach the client, in an error event.
-                return batch, False, upstream_error(502, event.data, {}, self._secrets)
+                return batch, False, upstream_error(502, event.data, {}, self.secrets)
             batch.append(chunk)
         return batch, False, None
 
@@ -163,3 +122,30 @@ def _decode_reply(body: bytes, list_key: str, model: str) -> JSONObject:
     if not isinstance(reply, dict) or not isinstance(reply.get(list_key), list):
         raise UpstreamMalformed(f"The upstream for '{model}' sent a malformed reply.")
     return reply
+
+
+def preset(name: str, base_url: str, key_env: str, key_required: bool = True) -> type[Provider]:
+    """An OpenAI-compatible service under its own provider name, with its public endpoint
+    and key variable as defaults."""
+    title = name.title().replace("_", "")
+    tag: Any = Literal[name]
+    spec_type: type[OpenAISpec] = create_model(
+        f"{title}Spec",
+        __base__=OpenAISpec,
+        provider=(tag, ...),
+        base_url=(str, Field(default=base_url, description="The root, with /v1.")),
+    )
+    spec_type.default_key_env = key_env
+    spec_type.key_required = key_required
+    namespace = {"spec_type": spec_type, "owned_by": name, "__module__": __name__}
+    return type(f"{title}Provider", (OpenAIProvider,), namespace)
+
+
+PRESETS = {
+    "vllm": preset("vllm", "http://localhost:8000/v1", "VLLM_API_KEY", key_required=False),
+    "groq": preset("groq", "https://api.groq.com/openai/v1", "GROQ_API_KEY"),
+    "together": preset("together", "https://api.together.xyz/v1", "TOGETHER_API_KEY"),
+    "mistral": preset("mistral", "https://api.mistral.ai/v1", "MISTRAL_API_KEY"),
+    "deepseek": preset("deepseek", "https://api.deepseek.com/v1", "DEEPSEEK_API_KEY"),
+    "openrouter": preset("openrouter", "https://openrouter.ai/api/v1", "OPENROUTER_API_KEY"),
+}

@@ -1,0 +1,88 @@
+"""What every adapter for a remote upstream shares: its config fields, its credentials,
+its timeouts, and posting to it with failures mapped onto the error tree."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import ClassVar
+
+import aiohttp
+from pydantic import Field, SecretStr
+
+from ..errors import UpstreamError, upstream_error
+from ..upstream import upstream_errors
+from .base import ModelSpec, Provider
+
+
+class RemoteSpec(ModelSpec):
+    """Fields every remote model has. Subclasses set ``base_url``'s default to the public API."""
+
+    # The variable a key is read from when the entry gives neither api_key nor api_key_env,
+    # and whether the model cannot work without one.
+    default_key_env: ClassVar[str | None] = None
+    key_required: ClassVar[bool] = False
+
+    base_url: str
+    api_key: SecretStr | None = None
+    api_key_env: str | None = Field(default=None, description="Read the key from this variable.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra upstream headers.")
+    timeout: float = Field(default=600, gt=0, description="Seconds for a whole reply.")
+    connect_timeout: float = Field(default=10, gt=0)
+    idle_timeout: float = Field(
+        default=60, gt=0, description="Seconds a stream may go without a byte."
+    )
+    drop_unsupported_params: bool = Field(
+        default=False,
+        description="Drop request fields the upstream cannot honour instead of refusing them.",
+    )
+
+
+class HTTPProvider(Provider):
+    """A provider that talks to its upstream over the app's shared aiohttp session."""
+
+    spec: RemoteSpec
+
+    def __init__(self, spec: RemoteSpec, http: aiohttp.ClientSession) -> None:
+        super().__init__(spec, http)
+        self.root = spec.base_url.rstrip("/")
+        self.secrets = [spec.api_key.get_secret_value()] if spec.api_key else []
+        self.headers = {"content-type": "application/json", **self.auth_headers(), **spec.headers}
+        self._whole = aiohttp.ClientTimeout(total=spec.timeout, connect=spec.connect_timeout)
+        self._streamed = aiohttp.ClientTimeout(
+            connect=spec.connect_timeout, sock_read=spec.idle_timeout
+        )
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.secrets[0]}"} if self.secrets else {}
+
+    def error(self, status: int, body: bytes, headers: Mapping[str, str]) -> UpstreamError:
+        """The client-facing error for an upstream's error reply; adapters refine it."""
+        return upstream_error(status, body, headers, self.secrets)
+
+    async def post(self, url: str, payload: bytes) -> bytes:
+        """POST ``payload`` and return the whole reply body, or raise the mapped error."""
+        with upstream_errors(self.name):
+            async with self.http.post(
+                url, data=payload, headers=self.headers, timeout=self._whole
+            ) as response:
+                body = await response.read()
+        if response.status >= 400:
+            raise self.error(response.status, body, response.headers)
+        return body
+
+    @asynccontextmanager
+    async def open_stream(self, url: str, payload: bytes) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST ``payload`` for a streamed reply; an error status raises the mapped error."""
+        with upstream_errors(self.name):
+            response = await self.http.post(
+                url, data=payload, headers=self.headers, timeout=self._streamed
+            )
+        try:
+            if response.status >= 400:
+                with upstream_errors(self.name):
+                    body = await response.read()
+                raise self.error(response.status, body, response.headers)
+            yield response
+        finally:
+            response.release()
