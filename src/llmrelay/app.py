@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__, logs
-from .api import health, openai, simple_chat, vllm
+from .api import anthropic, health, openai, simple_chat, vllm
 from .api.deps import json_response
 from .api.routing import Endpoint, Router, endpoint, openapi_document, swagger_page
 from .config import Config
@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 TITLE = "llmrelay"
 ENDPOINTS: list[Endpoint] = [
     *openai.ENDPOINTS,
+    *anthropic.ENDPOINTS,
     *simple_chat.ENDPOINTS,
     *vllm.ENDPOINTS,
     *health.ENDPOINTS,

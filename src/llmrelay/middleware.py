@@ -19,9 +19,11 @@ import secrets
 import time
 from collections.abc import Sequence
 
+import orjson
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import inbound_anthropic
 from .errors import INTERNAL_MESSAGE, AuthenticationFailed, PayloadTooLarge, RelayError
 from .logs import access, request_id_var
 from .streaming import ClientGone
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 # Paths anyone may reach: liveness probes and the API's own documentation.
 PUBLIC_PATHS = frozenset({"/health", "/health/ready", "/docs", "/openapi.json", "/redoc"})
+ANTHROPIC_PATHS = "/v1/messages"
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # Unique per process by a random prefix, then a counter: cheaper than a random id per request,
 # which costs a system call on the hot path.
@@ -89,7 +92,7 @@ class GatewayMiddleware:
             if status:  # the reply had started; all that is left is to record it
                 log.error("failed after the response started", exc_info=exc)
             else:
-                await _send_error(send_with_id, _as_relay_error(exc))
+                await _send_error(send_with_id, _as_relay_error(exc), scope["path"])
         finally:
             access(scope["method"], scope["path"], status, (time.perf_counter() - started) * 1000)
             request_id_var.reset(token)
@@ -155,8 +158,12 @@ def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"The request body is larger than the gateway's limit of {limit} bytes.")
 
 
-async def _send_error(send: Send, exc: RelayError) -> None:
-    body = exc.to_json()
+async def _send_error(send: Send, exc: RelayError, path: str) -> None:
+    # Clients of the Anthropic surface parse Anthropic's error shape; everyone else, OpenAI's.
+    if path.startswith(ANTHROPIC_PATHS):
+        body = orjson.dumps(inbound_anthropic.error_body(exc))
+    else:
+        body = exc.to_json()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

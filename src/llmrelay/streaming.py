@@ -155,16 +155,20 @@ class EventStreamResponse(Response):
     propagates as an ordinary error reply. From then on the stream is cancelled
     as soon as the server reports a disconnect, even while it waits on an
     upstream that sends nothing, so upstream connections and local generations
-    end with the client. ``[DONE]`` goes out with the end of the body, in one write.
+    end with the client. ``closing`` (OpenAI's ``[DONE]`` unless the framing ends
+    the stream itself) goes out with the end of the body, in one write.
     """
 
-    def __init__(self, stream: ChunkStream, framing: Framing = openai_events) -> None:
+    def __init__(
+        self, stream: ChunkStream, framing: Framing = openai_events, closing: bytes = DONE
+    ) -> None:
         # No body, and so no content-length: the headers are the same for every stream.
         self.status_code = 200
         self.background = None
         self.raw_headers = list(SSE_HEADERS)
         self.stream = stream
         self.framing = framing
+        self.closing = closing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async def pump() -> None:
@@ -174,7 +178,7 @@ class EventStreamResponse(Response):
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             async for part in self.framing(first, self.stream):
                 await send({"type": "http.response.body", "body": part, "more_body": True})
-            await send({"type": "http.response.body", "body": DONE})
+            await send({"type": "http.response.body", "body": self.closing})
 
         try:
             await run_until_disconnect(pump(), receive)

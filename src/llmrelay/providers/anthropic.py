@@ -15,7 +15,13 @@ import orjson
 from pydantic import Field
 
 from ..chunks import StreamBuilder, chat_completion, function_call, usage
-from ..errors import InvalidRequest, UnsupportedParameter, UpstreamError, upstream_error
+from ..errors import (
+    InvalidRequest,
+    UnsupportedParameter,
+    UpstreamError,
+    UpstreamMalformed,
+    upstream_error,
+)
 from ..images import Image
 from ..schemas import ChatCompletionRequest, JSONObject, Message
 from ..schemas.chat import AudioPart, FilePart, ImagePart, RefusalPart, TextPart
@@ -84,6 +90,15 @@ class AnthropicProvider(TranslatingProvider):
             mapped.code = "overloaded"
             return mapped
         return upstream_error(status, body, headers, self.secrets)
+
+    async def count_tokens(self, request: ChatCompletionRequest) -> int:
+        native = self.native_request(request, await self.load_images(request), stream=False)
+        del native["max_tokens"]
+        body = await self.post(f"{self.root}/v1/messages/count_tokens", orjson.dumps(native))
+        counted = orjson.loads(body)
+        if not isinstance(counted, dict) or not isinstance(counted.get("input_tokens"), int):
+            raise UpstreamMalformed(f"The upstream for '{self.name}' sent a malformed count.")
+        return int(counted["input_tokens"])
 
     def native_request(
         self, request: ChatCompletionRequest, images: dict[str, Image], stream: bool

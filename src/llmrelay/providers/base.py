@@ -86,6 +86,15 @@ class Provider(abc.ABC):
             code="model_not_supported",
         )
 
+    async def count_tokens(self, request: ChatCompletionRequest) -> int:
+        """The input tokens ``request`` would use."""
+        raise InvalidRequest(
+            f"The model '{self.name}' cannot count tokens in the gateway; "
+            "local and Anthropic models can.",
+            param="model",
+            code="model_not_supported",
+        )
+
     async def tokenize(self, request: TokenizeRequest) -> JSONObject:
         raise self._no_tokenizer()
 

@@ -131,14 +131,18 @@ class TranslatingProvider(HTTPProvider):
 
     async def _payload(self, request: ChatCompletionRequest, stream: bool) -> bytes:
         self._refuse_unsupported(request)
-        images = {
+        images = await self.load_images(request)
+        return orjson.dumps(self.native_request(request, images, stream))
+
+    async def load_images(self, request: ChatCompletionRequest) -> dict[str, Image]:
+        """Every image in the request as inline data, by its URL."""
+        return {
             part.image_url.url: await self.images.load(part.image_url.url)
             for message in request.messages
             if isinstance(message.content, list)
             for part in message.content
             if isinstance(part, ImagePart)
         }
-        return orjson.dumps(self.native_request(request, images, stream))
 
     def _refuse_unsupported(self, request: ChatCompletionRequest) -> None:
         if self.spec.drop_unsupported_params:

@@ -229,6 +229,10 @@ class LocalProvider(Provider):
 
     # -- tokenizer ----------------------------------------------------------------------
 
+    async def count_tokens(self, request: ChatCompletionRequest) -> int:
+        counted = await self.tokenize(TokenizeRequest(messages=request.messages))
+        return int(counted["count"])
+
     async def tokenize(self, request: TokenizeRequest) -> JSONObject:
         if not request.add_generation_prompt:
             # llama.cpp's chat formats always end with the assistant's opening.
