@@ -16,6 +16,7 @@ import pytest
 
 from .conftest import Running, run_gateway
 from .fakes.anthropic_upstream import FakeAnthropicUpstream
+from .fakes.openai_upstream import FakeUpstream
 from .fakes.scenario import ARGUMENT_FRAGMENTS, MIDSTREAM_PIECES
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 16).decode()
@@ -371,4 +372,86 @@ def test_count_tokens(claude_client: anthropic.Anthropic, gateway: Running) -> N
     with pytest.raises(anthropic.BadRequestError, match="cannot count tokens"):
         local.messages.count_tokens(
             model="fake-model", messages=[{"role": "user", "content": "Hi"}]
+        )
+
+
+def test_messages_api_translates_every_field(gateway: Running, upstream: FakeUpstream) -> None:
+    client = anthropic.Anthropic(base_url=gateway.url, api_key="x", max_retries=0)
+    pdf = base64.b64encode(b"%PDF-1.4").decode()
+    client.messages.create(
+        model="fake-model",
+        max_tokens=20,
+        system=[{"type": "text", "text": "Be terse."}],
+        stop_sequences=["END"],
+        metadata={"user_id": "u1"},
+        tools=[{"name": "get_weather", "input_schema": {"type": "object"}}],
+        tool_choice={"type": "any", "disable_parallel_tool_use": True},
+        extra_body={
+            "temperature": 0.5,
+            "top_k": 5,
+            "output_config": {"format": {"type": "json_schema", "schema": {"type": "object"}}},
+        },
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Look"},
+                    {
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": "image/png", "data": PNG},
+                    },
+                    {
+                        "type": "image",
+                        "source": {"type": "url", "url": "https://example.com/a.png"},
+                    },
+                    {
+                        "type": "document",
+                        "source": {"type": "base64", "media_type": "application/pdf", "data": pdf},
+                    },
+                ],
+            },
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "thinking", "thinking": "hm", "signature": "s"},
+                    {"type": "text", "text": "Seen."},
+                ],
+            },
+            {"role": "user", "content": "And?"},
+        ],
+    )
+    sent = upstream.last().body
+    assert sent["messages"][0] == {"role": "system", "content": "Be terse."}
+    parts = sent["messages"][1]["content"]
+    assert [p["type"] for p in parts] == ["text", "image_url", "image_url", "file"]
+    assert parts[1]["image_url"]["url"] == f"data:image/png;base64,{PNG}"
+    assert parts[2]["image_url"]["url"] == "https://example.com/a.png"
+    assert sent["messages"][2] == {"role": "assistant", "content": "Seen."}
+    assert (sent["stop"], sent["user"], sent["temperature"], sent["top_k"]) == (
+        ["END"],
+        "u1",
+        0.5,
+        5,
+    )
+    assert (sent["tool_choice"], sent["parallel_tool_calls"]) == ("required", False)
+    assert sent["response_format"]["type"] == "json_schema"
+
+
+def test_messages_api_refuses_what_it_cannot_serve(gateway: Running) -> None:
+    client = anthropic.Anthropic(base_url=gateway.url, api_key="x", max_retries=0)
+    user = [{"role": "user", "content": "Hi"}]
+    with pytest.raises(anthropic.BadRequestError, match="thinking"):
+        client.messages.create(
+            model="fake-model",
+            max_tokens=2000,
+            messages=user,  # type: ignore[arg-type]
+            thinking={"type": "enabled", "budget_tokens": 1024},
+        )
+    with pytest.raises(anthropic.BadRequestError, match="tool_choice"):
+        client.messages.create(
+            model="fake-model",
+            max_tokens=20,
+            messages=user,  # type: ignore[arg-type]
+            tools=[{"name": "t", "input_schema": {"type": "object"}}],
+            tool_choice={"type": "sometimes"},  # type: ignore[typeddict-item]
         )

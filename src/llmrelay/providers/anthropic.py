@@ -105,7 +105,7 @@ class AnthropicProvider(TranslatingProvider):
     ) -> JSONObject:
         system, turns = canonical.split_system(request)
         native: JSONObject = {
-            **canonical.extras(request),
+            **canonical.extras(request, self.unsupported),
             "model": self.spec.upstream_model,
             "max_tokens": request.token_limit or self.spec.default_max_tokens,
             "messages": _turns(turns, images),

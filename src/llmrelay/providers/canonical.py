@@ -100,6 +100,7 @@ def json_schema(request: ChatCompletionRequest) -> JSONObject | None:
     return None
 
 
-def extras(request: ChatCompletionRequest) -> JSONObject:
-    """Fields the gateway does not know: they go to the upstream unchanged."""
-    return dict(request.model_extra or {})
+def extras(request: ChatCompletionRequest, unsupported: frozenset[str]) -> JSONObject:
+    """Fields the gateway does not know: they go to the upstream unchanged, except those
+    the adapter cannot honour (which reach here only when the model drops them)."""
+    return {k: v for k, v in (request.model_extra or {}).items() if k not in unsupported}

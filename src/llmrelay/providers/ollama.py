@@ -67,7 +67,7 @@ class OllamaProvider(TranslatingProvider):
     def native_request(
         self, request: ChatCompletionRequest, images: dict[str, Image], stream: bool
     ) -> JSONObject:
-        extras = canonical.extras(request)
+        extras = canonical.extras(request, self.unsupported)
         names = canonical.tool_names(request)
         native: JSONObject = {
             **extras,
