@@ -133,13 +133,8 @@ class CohereProvider(TranslatingProvider):
         choice = canonical.tool_choice(request)
         if choice.mode in ("required", "none"):
             native["tool_choice"] = choice.mode.upper()
-        elif choice.mode == "function" and not self.spec.drop_unsupported_params:
-            raise InvalidRequest(
-                f"'tool_choice' naming a function is not supported by {WHERE}: "
-                "use 'required', 'none' or 'auto'.",
-                param="tool_choice",
-                code="unsupported_parameter",
-            )
+        elif choice.mode == "function":
+            self.refuse("tool_choice", " when it names a function: use required, none or auto")
 
     def reply(self, native: JSONObject) -> JSONObject:
         reason = native.get("finish_reason") or "COMPLETE"

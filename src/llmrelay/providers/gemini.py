@@ -153,8 +153,8 @@ class GeminiProvider(TranslatingProvider):
         functions = canonical.functions(request, WHERE)
         if not functions:
             return
-        if request.parallel_tool_calls is False and not self.spec.drop_unsupported_params:
-            raise UnsupportedParameter("parallel_tool_calls", f"{WHERE} (it cannot be turned off)")
+        if request.parallel_tool_calls is False:
+            self.refuse("parallel_tool_calls", " (it cannot be turned off)")
         declarations = [
             {
                 "name": f.name,

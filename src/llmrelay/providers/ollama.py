@@ -95,9 +95,9 @@ class OllamaProvider(TranslatingProvider):
         if not functions or choice.mode == "none":
             return
         if choice.mode != "auto":
-            self._refuse("tool_choice")
+            self.refuse("tool_choice")
         if request.parallel_tool_calls is False:
-            self._refuse("parallel_tool_calls")
+            self.refuse("parallel_tool_calls")
         native["tools"] = [
             {
                 "type": "function",
@@ -109,10 +109,6 @@ class OllamaProvider(TranslatingProvider):
             }
             for f in functions
         ]
-
-    def _refuse(self, field: str) -> None:
-        if not self.spec.drop_unsupported_params:
-            raise UnsupportedParameter(field, WHERE)
 
     def reply(self, native: JSONObject) -> JSONObject:
         message = native.get("message") or {}

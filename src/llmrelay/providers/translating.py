@@ -144,12 +144,16 @@ class TranslatingProvider(HTTPProvider):
             if isinstance(part, ImagePart)
         }
 
+    def refuse(self, field: str, when: str = "") -> None:
+        """Refuse a field the upstream cannot honour, unless the model drops such fields
+        (then the caller leaves it out). ``when`` says which values are refused."""
+        if not self.spec.drop_unsupported_params:
+            raise UnsupportedParameter(field, f"the '{self.spec.provider}' provider{when}")
+
     def _refuse_unsupported(self, request: ChatCompletionRequest) -> None:
-        if self.spec.drop_unsupported_params:
-            return
         for field in sorted(self.unsupported & request.model_fields_set):
             if getattr(request, field) is not None:
-                raise UnsupportedParameter(field, f"the '{self.spec.provider}' provider")
+                self.refuse(field)
 
     async def _events(self, response: aiohttp.ClientResponse) -> AsyncIterator[list[SSEEvent]]:
         """The upstream's events, batched as they arrived; NDJSON lines become data events."""
