@@ -45,13 +45,15 @@ def usage(
 
 def chat_completion(
     model: str,
-    content: str | None,
+    text: str,
     tool_calls: list[JSONObject],
     finish_reason: str,
     usage: JSONObject | None,
     reply_id: str | None = None,
 ) -> JSONObject:
-    """A whole one-choice ``chat.completion``, as translating adapters build it."""
+    """A whole one-choice ``chat.completion``, as translating adapters build it. As in
+    OpenAI's replies, the content of an answer that is only tool calls is null."""
+    content = text if text or not tool_calls else None
     message: JSONObject = {"role": "assistant", "content": content, "refusal": None}
     if tool_calls:
         message["tool_calls"] = tool_calls

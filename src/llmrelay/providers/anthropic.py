@@ -173,7 +173,7 @@ class AnthropicProvider(TranslatingProvider):
         finish = FINISH_REASONS.get(native.get("stop_reason") or "end_turn", "stop")
         return chat_completion(
             self.name,
-            "".join(text) if text or not calls else None,
+            "".join(text),
             calls,
             finish,
             _usage(native.get("usage") or {}),

@@ -156,7 +156,7 @@ class CohereProvider(TranslatingProvider):
         ]
         return chat_completion(
             self.name,
-            "".join(text) if text or not calls else None,
+            "".join(text),
             calls,
             _finish(reason, bool(calls)),
             _usage(native.get("usage") or {}),

@@ -182,7 +182,7 @@ class GeminiProvider(TranslatingProvider):
                 text.append(part["text"])
         return chat_completion(
             self.name,
-            "".join(text) if text or not calls else None,
+            "".join(text),
             calls,
             _finish(native, bool(calls)) or "stop",
             _usage(native["usageMetadata"]) if native.get("usageMetadata") else None,

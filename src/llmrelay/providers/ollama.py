@@ -113,10 +113,9 @@ class OllamaProvider(TranslatingProvider):
     def reply(self, native: JSONObject) -> JSONObject:
         message = native.get("message") or {}
         calls = [function_call(*_call(call)) for call in message.get("tool_calls") or ()]
-        text = message.get("content") or ""
         return chat_completion(
             self.name,
-            text if text or not calls else None,
+            message.get("content") or "",
             calls,
             _finish(native.get("done_reason"), bool(calls)),
             _usage(native),
