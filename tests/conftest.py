@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +90,24 @@ def run_gateway(config: dict[str, Any], tmp: Path) -> Iterator[Running]:
         thread.join(15)
 
 
+def fake_models(provider: str, root: str, **common: Any) -> Callable[..., dict[str, Any]]:
+    """A builder of config entries for ``provider`` models served by a fake upstream at
+    ``root``: ``model(name, upstream_model, **fields)``."""
+
+    def model(name: str, upstream: str, **more: Any) -> dict[str, Any]:
+        return {
+            "name": name,
+            "provider": provider,
+            "model": upstream,
+            "base_url": root,
+            "image_allow_private": True,
+            **common,
+            **more,
+        }
+
+    return model
+
+
 def upstream_models(base_url: str) -> list[dict[str, Any]]:
     models: list[dict[str, Any]] = [
         {"name": name, "provider": "openai", "base_url": base_url, "api_key": UPSTREAM_KEY}
@@ -122,10 +140,8 @@ def upstream_models(base_url: str) -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def upstream() -> Iterator[FakeUpstream]:
-    fake = FakeUpstream()
-    fake.start()
-    yield fake
-    fake.stop()
+    with FakeUpstream() as fake:
+        yield fake
 
 
 @pytest.fixture(scope="session")

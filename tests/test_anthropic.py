@@ -14,7 +14,7 @@ import anthropic
 import openai
 import pytest
 
-from .conftest import Running, run_gateway
+from .conftest import Running, fake_models, run_gateway
 from .fakes.anthropic_upstream import FakeAnthropicUpstream
 from .fakes.openai_upstream import FakeUpstream
 from .fakes.scenario import ARGUMENT_FRAGMENTS, MIDSTREAM_PIECES
@@ -40,26 +40,15 @@ USER = [{"role": "user", "content": "Hi"}]
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeAnthropicUpstream]:
-    server = FakeAnthropicUpstream()
-    server.start()
-    yield server
-    server.stop()
+    with FakeAnthropicUpstream() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def relay(
     fake: FakeAnthropicUpstream, gateway: Running, tmp_path_factory: Any
 ) -> Iterator[Running]:
-    def model(name: str, upstream: str, **extra: Any) -> dict[str, Any]:
-        return {
-            "name": name,
-            "provider": "anthropic",
-            "model": upstream,
-            "base_url": fake.root,
-            "api_key": "sk-ant-fake",
-            "image_allow_private": True,
-            **extra,
-        }
+    model = fake_models("anthropic", fake.root, api_key="sk-ant-fake")
 
     config = {
         "models": [

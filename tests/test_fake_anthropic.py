@@ -36,10 +36,8 @@ HEADERS = {"x-api-key": "sk-fake", "anthropic-version": "2023-06-01"}
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeAnthropicUpstream]:
-    fake = FakeAnthropicUpstream()
-    fake.start()
-    yield fake
-    fake.stop()
+    with FakeAnthropicUpstream() as fake:
+        yield fake
 
 
 @pytest.fixture(scope="module")

@@ -21,30 +21,24 @@ from .fakes.scenario import (
     PROMPT_TOKENS,
     TOOL_ARGUMENTS,
     View,
+    function_tool,
     pieces,
     summary,
 )
-
-
-def _tool(name: str) -> dict[str, Any]:
-    parameters = {"type": "object", "properties": {"city": {"type": "string"}}}
-    return {"type": "function", "function": {"name": name, "parameters": parameters}}
 
 
 def _image(url: str) -> dict[str, Any]:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
-TOOLS: Any = [_tool("get_weather"), _tool("get_time")]
+TOOLS: Any = [function_tool("get_weather"), function_tool("get_time")]
 HI: Any = [{"role": "user", "content": "Hi"}]
 
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeCohereUpstream]:
-    fake = FakeCohereUpstream()
-    fake.start()
-    yield fake
-    fake.stop()
+    with FakeCohereUpstream() as fake:
+        yield fake
 
 
 @pytest.fixture(scope="module")

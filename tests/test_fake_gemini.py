@@ -36,10 +36,8 @@ TOOLS = [types.Tool(function_declarations=[WEATHER, TIME])]
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeGeminiUpstream]:
-    fake = FakeGeminiUpstream()
-    fake.start()
-    yield fake
-    fake.stop()
+    with FakeGeminiUpstream() as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -33,10 +33,8 @@ def tool(name: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeOllamaUpstream]:
-    fake = FakeOllamaUpstream()
-    fake.start()
-    yield fake
-    fake.stop()
+    with FakeOllamaUpstream() as fake:
+        yield fake
 
 
 @pytest.fixture

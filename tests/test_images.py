@@ -30,10 +30,8 @@ class ImageServer(FakeServer):
 
 @pytest.fixture(scope="module")
 def images() -> Iterator[ImageServer]:
-    server = ImageServer()
-    server.start()
-    yield server
-    server.stop()
+    with ImageServer() as server:
+        yield server
 
 
 def load(url: str, *, allow_private: bool = True, max_bytes: int = 1000) -> object:

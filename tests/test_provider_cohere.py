@@ -15,7 +15,7 @@ from llmrelay.errors import UpstreamError
 from llmrelay.providers.cohere import CohereProvider, CohereSpec
 from llmrelay.streaming import SSEEvent
 
-from .conftest import Running, run_gateway
+from .conftest import Running, fake_models, run_gateway
 from .fakes.cohere_upstream import FakeCohereUpstream
 from .fakes.scenario import (
     COMPLETION_TOKENS,
@@ -24,6 +24,7 @@ from .fakes.scenario import (
     PROMPT_TOKENS,
     TOOL_ARGUMENTS,
     View,
+    function_tool,
     summary,
 )
 
@@ -31,36 +32,20 @@ HI: Any = [{"role": "user", "content": "Hi"}]
 PNG = "data:image/png;base64,iVBORw0KGgo="
 
 
-def _tool(name: str) -> dict[str, Any]:
-    parameters = {"type": "object", "properties": {"city": {"type": "string"}}}
-    return {"type": "function", "function": {"name": name, "parameters": parameters}}
-
-
-TOOLS: Any = [_tool("get_weather"), _tool("get_time")]
+TOOLS: Any = [function_tool("get_weather"), function_tool("get_time")]
 
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeCohereUpstream]:
-    fake = FakeCohereUpstream()
-    fake.start()
-    yield fake
-    fake.stop()
+    with FakeCohereUpstream() as fake:
+        yield fake
 
 
 @pytest.fixture(scope="module")
 def gateway(
     fake: FakeCohereUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Running]:
-    def model(name: str, upstream: str, **more: Any) -> dict[str, Any]:
-        return {
-            "name": name,
-            "provider": "cohere",
-            "model": upstream,
-            "base_url": fake.root,
-            "api_key": "sk-fake",
-            "image_allow_private": True,
-            **more,
-        }
+    model = fake_models("cohere", fake.root, api_key="sk-fake")
 
     config = {
         "models": [

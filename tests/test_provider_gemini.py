@@ -14,7 +14,7 @@ import pytest
 from llmrelay.errors import UpstreamError
 from llmrelay.providers.gemini import GeminiProvider, GeminiSpec, _finish, _usage
 
-from .conftest import Running, run_gateway
+from .conftest import Running, fake_models, run_gateway
 from .fakes.gemini_upstream import RESPONSE_ID, FakeGeminiUpstream
 from .fakes.scenario import (
     COMPLETION_TOKENS,
@@ -43,26 +43,15 @@ HI = [{"role": "user", "content": "Hi"}]
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeGeminiUpstream]:
-    fake = FakeGeminiUpstream()
-    fake.start()
-    yield fake
-    fake.stop()
+    with FakeGeminiUpstream() as fake:
+        yield fake
 
 
 @pytest.fixture(scope="module")
 def gateway(
     fake: FakeGeminiUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Running]:
-    def model(name: str, upstream: str, **more: Any) -> dict[str, Any]:
-        return {
-            "name": name,
-            "provider": "gemini",
-            "model": upstream,
-            "base_url": fake.root,
-            "api_key": KEY,
-            "image_allow_private": True,
-            **more,
-        }
+    model = fake_models("gemini", fake.root, api_key=KEY)
 
     config = {
         "models": [

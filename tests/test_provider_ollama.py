@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from .conftest import Running, run_gateway
+from .conftest import Running, fake_models, run_gateway
 from .fakes.ollama_upstream import FakeOllamaUpstream
 from .fakes.scenario import (
     COMPLETION_TOKENS,
@@ -21,6 +21,7 @@ from .fakes.scenario import (
     PROMPT_TOKENS,
     TOOL_ARGUMENTS,
     View,
+    function_tool,
     summary,
 )
 
@@ -29,32 +30,20 @@ IMAGE = base64.b64encode(b"\x89PNG\r\n\x1a\n fake image").decode()
 HI = [{"role": "user", "content": "Hi"}]
 
 
-def tool(name: str) -> dict[str, Any]:
-    parameters = {"type": "object", "properties": {"city": {"type": "string"}}}
-    return {"type": "function", "function": {"name": name, "parameters": parameters}}
+TOOLS: Any = [function_tool("get_weather"), function_tool("get_time")]
 
 
 @pytest.fixture(scope="module")
 def fake() -> Iterator[FakeOllamaUpstream]:
-    fake = FakeOllamaUpstream()
-    fake.start()
-    yield fake
-    fake.stop()
+    with FakeOllamaUpstream() as fake:
+        yield fake
 
 
 @pytest.fixture(scope="module")
 def gateway(
     fake: FakeOllamaUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Running]:
-    def model(name: str, upstream: str, **more: Any) -> dict[str, Any]:
-        return {
-            "name": name,
-            "provider": "ollama",
-            "model": upstream,
-            "base_url": fake.root,
-            "image_allow_private": True,
-            **more,
-        }
+    model = fake_models("ollama", fake.root)
 
     config = {
         "models": [
@@ -142,7 +131,9 @@ def test_system_prompt_and_multi_turn(client: openai.OpenAI, fake: FakeOllamaUps
 
 def test_tool_round_trip(client: openai.OpenAI, fake: FakeOllamaUpstream) -> None:
     first = chat(
-        client, messages=[{"role": "user", "content": "Weather?"}], tools=[tool("get_weather")]
+        client,
+        messages=[{"role": "user", "content": "Weather?"}],
+        tools=TOOLS[:1],
     )
     calls = first.choices[0].message.tool_calls
     assert first.choices[0].finish_reason == "tool_calls"
@@ -157,7 +148,7 @@ def test_tool_round_trip(client: openai.OpenAI, fake: FakeOllamaUpstream) -> Non
             {"role": "assistant", "content": None, "tool_calls": [calls[0].model_dump()]},
             {"role": "tool", "tool_call_id": calls[0].id, "content": "11 degrees"},
         ],
-        tools=[tool("get_weather")],
+        tools=TOOLS[:1],
     )
     assert reply.choices[0].message.content == summary(
         View(texts=["Weather?"], results=["11 degrees"])
@@ -170,11 +161,11 @@ def test_tool_round_trip(client: openai.OpenAI, fake: FakeOllamaUpstream) -> Non
         "tool_calls": [{"function": {"name": "get_weather", "arguments": TOOL_ARGUMENTS}}],
     }
     assert sent[2] == {"role": "tool", "content": "11 degrees", "tool_name": "get_weather"}
-    assert fake.last().body["tools"] == [tool("get_weather")]
+    assert fake.last().body["tools"] == TOOLS[:1]
 
 
 def test_streamed_parallel_tool_calls(client: openai.OpenAI) -> None:
-    tools = [tool("get_weather"), tool("get_time")]
+    tools = TOOLS
     chunks = streamed(client, tools=tools)
     deltas = [call for c in chunks if c.choices for call in c.choices[0].delta.tool_calls or ()]
     assert [d.index for d in deltas] == [0, 1]
@@ -194,24 +185,28 @@ def test_streamed_parallel_tool_calls(client: openai.OpenAI) -> None:
 )
 def test_forcing_a_tool_is_refused(client: openai.OpenAI, choice: Any) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
-        chat(client, tools=[tool("get_weather"), tool("get_time")], tool_choice=choice)
+        chat(
+            client,
+            tools=TOOLS,
+            tool_choice=choice,
+        )
     error = refused.value.body
     assert isinstance(error, dict) and error["param"] == "tool_choice"
     assert error["code"] == "unsupported_parameter" and "ollama" in error["message"]
 
 
 def test_tool_choice_none_and_auto(client: openai.OpenAI, fake: FakeOllamaUpstream) -> None:
-    reply = chat(client, tools=[tool("get_weather")], tool_choice="none")
+    reply = chat(client, tools=TOOLS[:1], tool_choice="none")
     assert reply.choices[0].message.content == summary(View(texts=["Hi"]))
     assert "tools" not in fake.last().body and "tool_choice" not in fake.last().body
-    reply = chat(client, tools=[tool("get_weather")], tool_choice="auto")
+    reply = chat(client, tools=TOOLS[:1], tool_choice="auto")
     assert reply.choices[0].finish_reason == "tool_calls"
     assert "tool_choice" not in fake.last().body
 
 
 def test_parallel_tool_calls_false_is_refused(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
-        chat(client, tools=[tool("get_weather")], parallel_tool_calls=False)
+        chat(client, tools=TOOLS[:1], parallel_tool_calls=False)
     assert isinstance(refused.value.body, dict)
     assert refused.value.body["param"] == "parallel_tool_calls"
 
@@ -222,7 +217,7 @@ def test_lenient_model_drops_what_ollama_cannot_do(
     reply = chat(
         client,
         model="ollama-lenient",
-        tools=[tool("get_weather"), tool("get_time")],
+        tools=TOOLS,
         tool_choice={"type": "function", "function": {"name": "get_time"}},
         n=2,
         user="u-1",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
 TOOL_ARGUMENTS = {"city": "Paris"}
 # How the arguments are cut when a format streams them in fragments.
@@ -50,6 +51,12 @@ class View:
 class ToolCall:
     name: str
     arguments: str = json.dumps(TOOL_ARGUMENTS)
+
+
+def function_tool(name: str) -> dict[str, Any]:
+    """An OpenAI function tool whose arguments are those the fakes call it with."""
+    parameters = {"type": "object", "properties": {"city": {"type": "string"}}}
+    return {"type": "function", "function": {"name": name, "parameters": parameters}}
 
 
 def summary(view: View) -> str:
