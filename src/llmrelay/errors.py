@@ -29,6 +29,8 @@ from typing import Any, ClassVar
 
 import orjson
 
+from .schemas.common import json_object
+
 
 class RelayError(Exception):
     status: ClassVar[int] = 500
@@ -184,11 +186,8 @@ def upstream_error(
     means the gateway's own upstream credentials are wrong, not the client's, so
     it becomes a 502 rather than telling the client its key was bad.
     """
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        data = None
-    detail: Any = data.get("error", data) if isinstance(data, dict) else None
+    data = json_object(body)
+    detail: Any = data.get("error", data) if data is not None else None
     if isinstance(detail, dict):
         message = str(detail.get("message") or detail.get("detail") or "")
         error_type = detail.get("type")

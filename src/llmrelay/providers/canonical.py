@@ -5,9 +5,6 @@ decoded, the tool choice and the JSON schema asked for."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
-import orjson
 
 from ..errors import InvalidRequest, UnsupportedParameter
 from ..schemas import ChatCompletionRequest, JSONObject, Message
@@ -21,6 +18,7 @@ from ..schemas.chat import (
     TextPart,
     ToolCall,
 )
+from ..schemas.common import json_object
 
 SYSTEM_ROLES = ("system", "developer")
 
@@ -42,11 +40,8 @@ def parts(message: Message) -> list[ContentPart]:
 
 def arguments(call: ToolCall) -> JSONObject:
     """A tool call's arguments as the object that providers other than OpenAI take."""
-    try:
-        value: Any = orjson.loads(call.function.arguments or "{}")
-    except orjson.JSONDecodeError:
-        value = None
-    if not isinstance(value, dict):
+    value = json_object(call.function.arguments or "{}")
+    if value is None:
         raise InvalidRequest(
             f"The arguments of tool call '{call.id}' must be a JSON object.",
             param="messages",

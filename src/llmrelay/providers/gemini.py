@@ -21,6 +21,7 @@ from ..errors import InvalidRequest, UnsupportedParameter, UpstreamError, upstre
 from ..images import Image
 from ..schemas import ChatCompletionRequest, JSONObject, Message
 from ..schemas.chat import AudioPart, FilePart, ImagePart, RefusalPart, TextPart
+from ..schemas.common import json_object
 from ..streaming import SSEEvent
 from . import canonical
 from .translating import StreamTranslator, TranslatingProvider, TranslatingSpec, decode_event
@@ -310,11 +311,8 @@ def _message_parts(
 def _result(text: str) -> JSONObject:
     """A functionResponse's response, which must be an object: a JSON object result as is,
     anything else under "output"."""
-    try:
-        value: Any = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        value = None
-    return value if isinstance(value, dict) else {"output": text}
+    value = json_object(text)
+    return value if value is not None else {"output": text}
 
 
 def _part(part: Any, images: dict[str, Image]) -> JSONObject:

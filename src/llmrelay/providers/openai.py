@@ -18,7 +18,7 @@ from ..schemas import (
     EmbeddingRequest,
     JSONObject,
 )
-from ..schemas.common import OpenRequest
+from ..schemas.common import OpenRequest, json_object
 from ..streaming import Relayed, SSEDecoder, lf_only, plain_data_events
 from ..upstream import upstream_errors
 from .base import ChunkStream, Provider
@@ -115,11 +115,8 @@ class OpenAIProvider(HTTPProvider):
 
 
 def _decode_reply(body: bytes, list_key: str, model: str) -> JSONObject:
-    try:
-        reply = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        reply = None
-    if not isinstance(reply, dict) or not isinstance(reply.get(list_key), list):
+    reply = json_object(body)
+    if reply is None or not isinstance(reply.get(list_key), list):
         raise UpstreamMalformed(f"The upstream for '{model}' sent a malformed reply.")
     return reply
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import aiohttp
 import orjson
@@ -22,6 +22,7 @@ from ..errors import InvalidRequest, RelayError, UnsupportedParameter, UpstreamM
 from ..images import Image, ImageFetcher
 from ..schemas import ChatCompletionRequest, CompletionRequest, JSONObject
 from ..schemas.chat import ImagePart
+from ..schemas.common import json_object
 from ..streaming import SSEDecoder, SSEEvent
 from ..upstream import upstream_errors
 from .base import ChunkStream
@@ -87,11 +88,8 @@ class TranslatingProvider(HTTPProvider):
     async def chat(self, request: ChatCompletionRequest) -> JSONObject:
         payload = await self._payload(request, stream=False)
         body = await self.post(self.url(stream=False), payload)
-        try:
-            native: Any = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            native = None
-        if not isinstance(native, dict):
+        native = json_object(body)
+        if native is None:
             raise UpstreamMalformed(f"The upstream for '{self.name}' sent a malformed reply.")
         return self.reply(native)
 
@@ -174,10 +172,7 @@ class TranslatingProvider(HTTPProvider):
 
 def decode_event(event: SSEEvent, model: str) -> JSONObject:
     """An event's JSON object, or the malformed-upstream error."""
-    try:
-        data: Any = orjson.loads(event.data)
-    except orjson.JSONDecodeError:
-        data = None
-    if not isinstance(data, dict):
+    data = json_object(event.data)
+    if data is None:
         raise UpstreamMalformed(f"The upstream for '{model}' sent a malformed event.")
     return data

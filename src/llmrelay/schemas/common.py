@@ -17,6 +17,15 @@ latency budget on the pass-through path.
 """
 
 
+def json_object(data: bytes | str) -> JSONObject | None:
+    """``data`` decoded, when it is a JSON object; None for anything else, valid JSON or not."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 class OpenModel(BaseModel):
     """A schema that keeps fields it does not know, so they reach the upstream unchanged."""
 
