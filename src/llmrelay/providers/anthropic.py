@@ -242,16 +242,10 @@ def _usage(counts: Mapping[str, Any]) -> JSONObject:
 
 
 def _turns(turns: list[Message], images: dict[str, Image]) -> list[JSONObject]:
-    """Anthropic's alternating turns: tool results join the user turn that follows them."""
-    native: list[JSONObject] = []
-    for message in turns:
-        role = "assistant" if message.role == "assistant" else "user"
-        blocks = _blocks(message, images)
-        if native and native[-1]["role"] == role:
-            native[-1]["content"].extend(blocks)
-        else:
-            native.append({"role": role, "content": blocks})
-    return native
+    return canonical.alternating(
+        [("assistant" if m.role == "assistant" else "user", _blocks(m, images)) for m in turns],
+        "content",
+    )
 
 
 def _blocks(message: Message, images: dict[str, Image]) -> list[JSONObject]:

@@ -4,6 +4,7 @@ decoded, the tool choice and the JSON schema asked for."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import InvalidRequest, UnsupportedParameter
@@ -30,6 +31,19 @@ def split_system(request: ChatCompletionRequest) -> tuple[list[str], list[Messag
     if not turns:
         raise InvalidRequest("'messages' must hold at least one message besides system ones.")
     return system, turns
+
+
+def alternating(turns: Iterable[tuple[str, list[JSONObject]]], key: str) -> list[JSONObject]:
+    """``(role, items)`` turns as ``{"role", key: items}``, with a turn that has the same
+    role as the one before merged into it, for formats whose roles must alternate (tool
+    results there are user turns, so they merge with the user's next words)."""
+    native: list[JSONObject] = []
+    for role, items in turns:
+        if native and native[-1]["role"] == role:
+            native[-1][key].extend(items)
+        else:
+            native.append({"role": role, key: items})
+    return native
 
 
 def parts(message: Message) -> list[ContentPart]:

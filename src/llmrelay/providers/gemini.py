@@ -274,18 +274,12 @@ def _usage(counts: Mapping[str, Any]) -> JSONObject:
 def _contents(
     turns: list[Message], images: dict[str, Image], names: dict[str, str]
 ) -> list[JSONObject]:
-    """Gemini's turns: same-role messages (a tool result and the user's next words) merge."""
-    native: list[JSONObject] = []
-    for message in turns:
-        role = "model" if message.role == "assistant" else "user"
-        parts = _message_parts(message, images, names)
-        if not parts:
-            continue  # an empty assistant message; Gemini refuses a turn with no parts
-        if native and native[-1]["role"] == role:
-            native[-1]["parts"].extend(parts)
-        else:
-            native.append({"role": role, "parts": parts})
-    return native
+    turns_parts = [
+        ("model" if m.role == "assistant" else "user", _message_parts(m, images, names))
+        for m in turns
+    ]
+    # An empty assistant message is left out: Gemini refuses a turn with no parts.
+    return canonical.alternating([turn for turn in turns_parts if turn[1]], "parts")
 
 
 def _message_parts(
