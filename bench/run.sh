@@ -2,9 +2,11 @@
 # Reproduces the README's speed figures, from the project root:
 #   1. the shared ruler (../shared/bench/compare.sh --litellm): added latency and
 #      throughput of llmrelay against a raw aiohttp floor and LiteLLM, one run;
-#   2. the embedded model through the gateway (bench/local_model.py).
+#   2. the Anthropic-translated path against the OpenAI-compatible one (bench/translated.py);
+#   3. the embedded model through the gateway (bench/local_model.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -x .venv/bin/llmrelay ]] || make install
 bash ../shared/bench/compare.sh --litellm
+.venv/bin/python bench/translated.py
 .venv/bin/python bench/local_model.py

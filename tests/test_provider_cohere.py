@@ -13,7 +13,6 @@ import pytest
 from llmrelay.chunks import StreamBuilder
 from llmrelay.errors import UpstreamError
 from llmrelay.providers.cohere import CohereProvider, CohereSpec
-from llmrelay.streaming import SSEEvent
 
 from .conftest import Running, fake_models, run_gateway
 from .fakes.cohere_upstream import FakeCohereUpstream
@@ -164,7 +163,8 @@ def test_tool_round_trip(client: openai.OpenAI, fake: FakeCohereUpstream) -> Non
 
 
 def test_streamed_parallel_tool_calls(client: openai.OpenAI) -> None:
-    chunks = _stream(client, messages=HI, tools=TOOLS)
+    # Cohere may always call tools in parallel, so asking for it explicitly is fine.
+    chunks = _stream(client, messages=HI, tools=TOOLS, parallel_tool_calls=True)
     calls: dict[int, dict[str, str]] = {}
     for chunk in chunks:
         for call in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
@@ -200,22 +200,26 @@ def test_required_and_none_tool_choices(client: openai.OpenAI, fake: FakeCohereU
     assert plain.choices[0].finish_reason == "stop"
 
 
-def test_named_tool_choice_is_a_clear_400(client: openai.OpenAI, fake: FakeCohereUpstream) -> None:
-    before = len(fake.requests)
+def test_named_tool_choice_offers_only_that_tool(
+    client: openai.OpenAI, fake: FakeCohereUpstream
+) -> None:
     named: Any = {"type": "function", "function": {"name": "get_time"}}
+    reply = client.chat.completions.create(
+        model="cohere-chat", messages=HI, tools=TOOLS, tool_choice=named
+    )
+    sent = fake.last().body
+    assert sent["tool_choice"] == "REQUIRED"
+    assert [tool["function"]["name"] for tool in sent["tools"]] == ["get_time"]
+    assert [c.function.name for c in reply.choices[0].message.tool_calls or []] == ["get_time"]
+    missing: Any = {"type": "function", "function": {"name": "get_date"}}
+    before = len(fake.requests)
     with pytest.raises(openai.BadRequestError) as raised:
         client.chat.completions.create(
-            model="cohere-chat", messages=HI, tools=TOOLS, tool_choice=named
+            model="cohere-chat", messages=HI, tools=TOOLS, tool_choice=missing
         )
     body: Any = raised.value.body
-    assert body["param"] == "tool_choice" and "tool_choice" in body["message"]
+    assert body["param"] == "tool_choice" and "get_date" in body["message"]
     assert len(fake.requests) == before
-    # Dropping unsupported parameters leaves the choice to the model.
-    reply = client.chat.completions.create(
-        model="cohere-drop", messages=HI, tools=TOOLS, tool_choice=named
-    )
-    assert "tool_choice" not in fake.last().body
-    assert reply.choices[0].finish_reason == "tool_calls"
 
 
 def test_json_schema_response_format(client: openai.OpenAI, fake: FakeCohereUpstream) -> None:
@@ -312,11 +316,14 @@ def test_unknown_extra_field_reaches_the_upstream(client: openai.OpenAI) -> None
 
 
 def test_unsupported_parameter_is_named(client: openai.OpenAI, fake: FakeCohereUpstream) -> None:
-    for field, value in (("n", 2), ("parallel_tool_calls", False), ("logit_bias", {"1": 1})):
+    cases: Any = (
+        ({"n": 2}, "n"),
+        ({"tools": TOOLS, "parallel_tool_calls": False}, "parallel_tool_calls"),
+        ({"logit_bias": {"1": 1}}, "logit_bias"),
+    )
+    for fields, field in cases:
         with pytest.raises(openai.BadRequestError) as raised:
-            client.chat.completions.create(
-                model="cohere-chat", messages=HI, extra_body={field: value}
-            )
+            client.chat.completions.create(model="cohere-chat", messages=HI, extra_body=fields)
         body: Any = raised.value.body
         assert body["param"] == field and body["code"] == "unsupported_parameter"
         assert field in body["message"]
@@ -373,23 +380,26 @@ def _provider() -> CohereProvider:
     return CohereProvider(spec, None)  # type: ignore[arg-type]
 
 
-def _event(kind: str, **payload: Any) -> SSEEvent:
-    return SSEEvent(kind, json.dumps({"type": kind, **payload}).encode())
+def _event(kind: str, **payload: Any) -> dict[str, Any]:
+    return {"type": kind, **payload}
 
 
 def test_stream_skips_thinking_and_trailing_done_and_falls_back_to_billed_units() -> None:
-    stream = _provider().translator(StreamBuilder("c"))
+    out = StreamBuilder("c")
+    stream = _provider().translator(out)
     thinking = {"message": {"content": {"thinking": "hmm"}}}
-    assert stream.feed(_event("content-delta", index=0, delta=thinking)) == []
+    stream.feed(_event("content-delta", index=0, delta=thinking))
+    assert out.take() == []
     text = {"message": {"content": {"text": "Hi"}}}
-    assert stream.feed(_event("content-delta", index=1, delta=text))[0]["choices"][0]["delta"] == {
-        "role": "assistant",
-        "content": "Hi",
-    }
+    stream.feed(_event("content-delta", index=1, delta=text))
+    assert [chunk["choices"][0]["delta"] for chunk in out.take()] == [
+        {"role": "assistant", "content": "Hi"}
+    ]
     billed = {"billed_units": {"input_tokens": 3.0, "output_tokens": 2.0}}
     end = {"finish_reason": "MAX_TOKENS", "usage": billed}
-    assert stream.feed(_event("message-end", delta=end)) == []
-    assert stream.finished and stream.feed(SSEEvent(None, b"[DONE]")) == []
+    stream.feed(_event("message-end", delta=end))
+    stream.feed(_event("content-delta", delta=text))  # nothing counts after the end
+    assert stream.finished and out.take() == []
     closing = stream.out.end(with_usage=True)
     assert closing[0]["choices"][0]["finish_reason"] == "length"
     assert closing[1]["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}

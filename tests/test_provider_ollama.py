@@ -357,7 +357,7 @@ def test_midstream_error(client: openai.OpenAI, gateway: Running) -> None:
     )
     events = [line for line in raw.text.splitlines() if line.startswith("data: {")]
     error = json.loads(events[-1].removeprefix("data: "))["error"]
-    assert error["message"] == MIDSTREAM_MESSAGE and error["type"] == "upstream_error"
+    assert error["message"] == MIDSTREAM_MESSAGE and error["type"] == "server_error"
 
 
 @pytest.mark.parametrize(

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from llmrelay.streaming import SSEDecoder, SSEEvent, plain_data_events
+from llmrelay.streaming import NDJSONDecoder, SSEDecoder, plain_data_events
 
 
 def test_events_split_across_reads() -> None:
     decoder = SSEDecoder()
     assert decoder.feed(b'data: {"a"') == []
-    assert decoder.feed(b": 1}\n\ndata: [DO") == [SSEEvent(None, b'{"a": 1}')]
-    assert decoder.feed(b"NE]\n\n") == [SSEEvent(None, b"[DONE]")]
+    assert decoder.feed(b": 1}\n\ndata: [DO") == [b'{"a": 1}']
+    assert decoder.feed(b"NE]\n\n") == [b"[DONE]"]
 
 
 def test_crlf_event_names_comments_and_multiline_data() -> None:
@@ -17,16 +17,24 @@ def test_crlf_event_names_comments_and_multiline_data() -> None:
     raw = (
         b': keep-alive\r\n\r\nevent: message_start\r\ndata: {"x":\r\ndata: 1}\r\n\r\ndata:tight\n\n'
     )
-    assert decoder.feed(raw) == [
-        SSEEvent("message_start", b'{"x":\n1}'),
-        SSEEvent(None, b"tight"),
-    ]
+    assert decoder.feed(raw) == [b'{"x":\n1}', b"tight"]
+    named = b'event: ping\ndata: {"type": "ping"}\n\nevent: done\n\n'
+    assert decoder.feed(named) == [b'{"type": "ping"}']  # an event with no data is no event
+    assert decoder.close() == []
 
 
 def test_crlf_split_between_reads_is_one_line_end() -> None:
     decoder = SSEDecoder()
     assert decoder.feed(b"data: a\r") == []
-    assert decoder.feed(b"\ndata: b\r\n\r\n") == [SSEEvent(None, b"a\nb")]
+    assert decoder.feed(b"\ndata: b\r\n\r\n") == [b"a\nb"]
+
+
+def test_ndjson_lines_across_reads_and_an_unended_last_line() -> None:
+    decoder = NDJSONDecoder()
+    assert decoder.feed(b'{"a": 1}\n{"b"') == [b'{"a": 1}']
+    assert decoder.feed(b": 2}\n\n{}") == [b'{"b": 2}']
+    assert decoder.close() == [b"{}"]
+    assert decoder.close() == []
 
 
 def test_plain_data_events_fast_path() -> None:

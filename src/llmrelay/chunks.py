@@ -113,43 +113,56 @@ class StreamBuilder:
 
     It sends the assistant role with the first delta, numbers tool calls from 0
     in the order they start (whatever index space the upstream uses), and holds
-    the finish reason and usage until the upstream's stream ends.
+    the finish reason and usage until the upstream's stream ends. The chunks it
+    builds wait in ``chunks`` until ``take`` hands them on.
     """
 
     def __init__(self, model: str) -> None:
         self.factory = ChunkFactory(model)
+        self.chunks: list[JSONObject] = []
         self.started = False
         self.tool_calls = 0
         self.finish_reason: str | None = None
         self.usage: JSONObject | None = None
 
-    def _delta(self, delta: JSONObject) -> JSONObject:
+    @property
+    def model(self) -> str:
+        return self.factory.model
+
+    def take(self) -> list[JSONObject]:
+        """The chunks built since the last call."""
+        chunks, self.chunks = self.chunks, []
+        return chunks
+
+    def _delta(self, delta: JSONObject) -> None:
         if not self.started:
             self.started = True
             delta = {"role": "assistant", **delta}
-        return self.factory.delta(0, delta)
+        self.chunks.append(self.factory.delta(0, delta))
 
-    def text(self, text: str) -> JSONObject:
-        return self._delta({"content": text})
+    def text(self, text: str) -> None:
+        self._delta({"content": text})
 
-    def tool_call(self, call_id: str, name: str, arguments: str = "") -> tuple[int, JSONObject]:
-        """Start a tool call; returns its OpenAI index and its opening chunk."""
+    def tool_call(self, call_id: str, name: str, arguments: str = "") -> int:
+        """Start a tool call; returns its OpenAI index."""
         index = self.tool_calls
         self.tool_calls += 1
-        opening = {"index": index, **function_call(call_id, name, arguments)}
-        return index, self._delta({"tool_calls": [opening]})
+        self._delta({"tool_calls": [{"index": index, **function_call(call_id, name, arguments)}]})
+        return index
 
-    def tool_arguments(self, index: int, fragment: str) -> JSONObject:
-        return self._delta({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
+    def tool_arguments(self, index: int, fragment: str) -> None:
+        self._delta({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
 
     def end(self, with_usage: bool) -> list[JSONObject]:
-        """The closing chunks: the finish reason, then usage when the client asked for it."""
-        chunks = [] if self.started else [self._delta({"content": ""})]
+        """The last chunks: any not yet taken, the finish reason, then usage when the client
+        asked for it."""
+        if not self.started:
+            self._delta({"content": ""})
         reason = self.finish_reason or ("tool_calls" if self.tool_calls else "stop")
-        chunks.append(self.factory.delta(0, {}, reason))
+        self.chunks.append(self.factory.delta(0, {}, reason))
         if with_usage and self.usage is not None:
-            chunks.append(self.factory.chunk([], self.usage))
-        return chunks
+            self.chunks.append(self.factory.chunk([], self.usage))
+        return self.take()
 
 
 class ChatAccumulator:

@@ -157,13 +157,13 @@ async def _print_stream(response: aiohttp.ClientResponse) -> int:
     decoder = SSEDecoder()
     async for data in response.content.iter_any():
         for event in decoder.feed(data):
-            if event.data == b"[DONE]":
+            if event == b"[DONE]":
                 print()
                 return 0
-            chunk = orjson.loads(event.data)
+            chunk = orjson.loads(event)
             if "error" in chunk:
                 print()
-                return _fail(event.data)
+                return _fail(event)
             for choice in chunk.get("choices") or ():
                 print(choice["delta"].get("content") or "", end="", flush=True)
     print()

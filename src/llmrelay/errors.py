@@ -11,7 +11,8 @@ rendered once, as ``{"error": {"message", "type", "param", "code"}}``::
     ├── NotFound                     404
     ├── MethodNotAllowed             405
     ├── PayloadTooLarge              413 (code: request_too_large)
-    └── UpstreamError                the upstream's own 4xx/429/5xx, message kept
+    └── UpstreamError                the upstream's own 4xx/429/5xx, message and type kept
+                                     (else OpenAI's type for the status)
         ├── UpstreamUnreachable      502 (code: upstream_unreachable)
         ├── UpstreamMalformed        502 (code: upstream_malformed)
         └── UpstreamTimeout          504 (code: upstream_timeout)
@@ -206,10 +207,20 @@ def upstream_error(
         )
     if not 400 <= status < 600:
         status = 502
+    if not isinstance(error_type, str):
+        # Clients branch on OpenAI's types, so an upstream that names none gets the one
+        # OpenAI gives that status.
+        error_type = (
+            "rate_limit_error"
+            if status == 429
+            else "server_error"
+            if status >= 500
+            else "invalid_request_error"
+        )
     return UpstreamError(
         message,
         status=status,
-        error_type=error_type if isinstance(error_type, str) else None,
+        error_type=error_type,
         code=code if isinstance(code, str) else None,
         param=param if isinstance(param, str) else None,
         headers=forwarded,

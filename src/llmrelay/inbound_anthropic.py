@@ -97,8 +97,8 @@ def _tool_choice(choice: JSONObject, chat: JSONObject) -> None:
         chat["tool_choice"] = {"auto": "auto", "any": "required", "none": "none"}[kind]
     else:
         raise InvalidRequest("'tool_choice.type' must be auto, any, tool or none.")
-    if choice.get("disable_parallel_tool_use"):
-        chat["parallel_tool_calls"] = False
+    if "disable_parallel_tool_use" in choice:
+        chat["parallel_tool_calls"] = not choice["disable_parallel_tool_use"]
 
 
 def _messages(message: AnthropicMessage) -> list[JSONObject]:

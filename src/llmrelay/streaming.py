@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import NamedTuple, TypeVar
+from typing import Protocol, TypeVar
 
 import orjson
 from starlette.responses import Response
@@ -32,42 +32,72 @@ SSE_HEADERS = [
 T = TypeVar("T")
 
 
-class SSEEvent(NamedTuple):
-    event: str | None
-    data: bytes
+class EventDecoder(Protocol):
+    """Turns a stream's bytes, as they arrive, into the data of each whole event.
+
+    Event names are not kept: every format the gateway reads repeats an event's
+    type in its data.
+    """
+
+    def feed(self, chunk: bytes) -> list[bytes]: ...
+
+    def close(self) -> list[bytes]:
+        """The events still held when the stream ends."""
+        ...
 
 
 class SSEDecoder:
-    """Incremental SSE parser: feed it bytes as they arrive, get back whole events."""
+    """Incremental SSE parser: feed it bytes as they arrive, get back whole events' data."""
 
     def __init__(self) -> None:
         self._buffer = b""
 
-    def feed(self, chunk: bytes) -> list[SSEEvent]:
-        buffer = lf_only(self._buffer + chunk)
+    def feed(self, chunk: bytes) -> list[bytes]:
+        buffer = self._buffer + chunk if self._buffer else chunk
+        if b"\r" in buffer:
+            buffer = lf_only(buffer)
         *blocks, self._buffer = buffer.split(b"\n\n")
         events = []
         for block in blocks:
+            # The two common shapes are made cheap: a data line (OpenAI, Gemini, Cohere), and a
+            # named event with one data line (Anthropic).
             if block[:6] == b"data: " and b"\n" not in block:
-                events.append(SSEEvent(None, block[6:]))  # the common case, made cheap
+                events.append(block[6:])
                 continue
-            event = self._parse(block)
-            if event is not None:
-                events.append(event)
+            if block[:7] == b"event: ":
+                start = block.find(b"\ndata: ") + 7
+                if start > 6 and block.find(b"\n", start) < 0:
+                    events.append(block[start:])
+                    continue
+            data = [
+                line[6:] if line[5:6] == b" " else line[5:]
+                for line in block.split(b"\n")
+                if line.startswith(b"data:")
+            ]
+            if data:  # an event with no data, such as a comment, is no event
+                events.append(b"\n".join(data))
         return events
 
-    @staticmethod
-    def _parse(block: bytes) -> SSEEvent | None:
-        name: str | None = None
-        data: list[bytes] = []
-        for line in block.split(b"\n"):
-            if line.startswith(b"data:"):
-                data.append(line[6:] if line[5:6] == b" " else line[5:])
-            elif line.startswith(b"event:"):
-                name = line[6:].strip().decode()
-        if not data:
-            return None
-        return SSEEvent(name, b"\n".join(data))
+    def close(self) -> list[bytes]:
+        """The events left at the end of the stream: none, since SSE drops an unended event."""
+        return []
+
+
+class NDJSONDecoder:
+    """Incremental newline-delimited JSON parser, with ``SSEDecoder``'s interface: each line
+    is one event's data."""
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        *lines, self._buffer = (self._buffer + chunk).split(b"\n")
+        return [line for line in lines if line.strip()]
+
+    def close(self) -> list[bytes]:
+        """The last line, when the stream ended without a newline after it."""
+        rest, self._buffer = self._buffer, b""
+        return [rest] if rest.strip() else []
 
 
 def lf_only(buffer: bytes) -> bytes:
@@ -99,7 +129,11 @@ class Relayed(list[JSONObject]):
 
 
 def sse_bytes(batch: list[JSONObject]) -> bytes:
-    return batch.wire if isinstance(batch, Relayed) else b"".join(map(encode, batch))
+    if isinstance(batch, Relayed):
+        return batch.wire
+    if not batch:
+        return b""
+    return b"data: " + b"\n\ndata: ".join(map(orjson.dumps, batch)) + b"\n\n"
 
 
 def plain_data_events(block: bytes) -> tuple[bytes, bytes, bool] | None:

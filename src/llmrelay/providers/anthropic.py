@@ -25,9 +25,8 @@ from ..errors import (
 from ..images import Image
 from ..schemas import ChatCompletionRequest, JSONObject, Message
 from ..schemas.chat import AudioPart, FilePart, ImagePart, RefusalPart, TextPart
-from ..streaming import SSEEvent
 from . import canonical
-from .translating import StreamTranslator, TranslatingProvider, TranslatingSpec, decode_event
+from .translating import StreamTranslator, TranslatingProvider, TranslatingSpec
 
 VERSION = "2023-06-01"
 FINISH_REASONS = {
@@ -192,19 +191,20 @@ class _Stream(StreamTranslator):
         # Anthropic's block index -> OpenAI's tool-call index.
         self.tool_index: dict[int, int] = {}
 
-    def feed(self, event: SSEEvent) -> list[JSONObject]:
-        data = decode_event(event, self.provider.name)
+    def feed(self, data: JSONObject) -> None:
         kind = data.get("type")
-        if kind == "message_start":
+        if kind == "content_block_delta":  # by far the most frequent, so handled inline
+            delta = data.get("delta") or {}
+            if delta.get("type") == "text_delta" and delta.get("text"):
+                self.out.text(delta["text"])
+            elif delta.get("type") == "input_json_delta" and delta.get("partial_json"):
+                self.out.tool_arguments(self.tool_index[data["index"]], delta["partial_json"])
+        elif kind == "message_start":
             self.counts.update((data.get("message") or {}).get("usage") or {})
         elif kind == "content_block_start":
             block = data.get("content_block") or {}
             if block.get("type") == "tool_use":
-                index, chunk = self.out.tool_call(block["id"], block["name"])
-                self.tool_index[data["index"]] = index
-                return [chunk]
-        elif kind == "content_block_delta":
-            return self._delta(data)
+                self.tool_index[data["index"]] = self.out.tool_call(block["id"], block["name"])
         elif kind == "message_delta":
             self.counts.update(data.get("usage") or {})
             reason = (data.get("delta") or {}).get("stop_reason")
@@ -217,15 +217,7 @@ class _Stream(StreamTranslator):
             error = data.get("error") or {}
             status = 503 if error.get("type") == "overloaded_error" else 502
             raise self.provider.error(status, orjson.dumps(data), {})
-        return []  # ping, and event types added later
-
-    def _delta(self, data: JSONObject) -> list[JSONObject]:
-        delta = data.get("delta") or {}
-        if delta.get("type") == "text_delta" and delta.get("text"):
-            return [self.out.text(delta["text"])]
-        if delta.get("type") == "input_json_delta" and delta.get("partial_json"):
-            return [self.out.tool_arguments(self.tool_index[data["index"]], delta["partial_json"])]
-        return []
+        # ping, and event types added later, build nothing
 
 
 def _usage(counts: Mapping[str, Any]) -> JSONObject:

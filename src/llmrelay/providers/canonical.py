@@ -95,7 +95,14 @@ def tool_choice(request: ChatCompletionRequest) -> Choice:
     if isinstance(choice, str):
         return Choice(choice)
     if isinstance(choice, NamedToolChoice):
-        return Choice("function", choice.function.name)
+        name = choice.function.name
+        if not any(
+            isinstance(t, FunctionTool) and t.function.name == name for t in request.tools or ()
+        ):
+            raise InvalidRequest(
+                f"tool_choice names '{name}', which is not in 'tools'.", param="tool_choice"
+            )
+        return Choice("function", name)
     raise InvalidRequest("'tool_choice' must be none, auto, required or a named function.")
 
 

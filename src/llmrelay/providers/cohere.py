@@ -20,9 +20,8 @@ from ..errors import InvalidRequest, UnsupportedParameter, UpstreamError, upstre
 from ..images import Image
 from ..schemas import ChatCompletionRequest, JSONObject, Message
 from ..schemas.chat import ImagePart, RefusalPart, TextPart
-from ..streaming import SSEEvent
 from . import canonical
-from .translating import StreamTranslator, TranslatingProvider, TranslatingSpec, decode_event
+from .translating import StreamTranslator, TranslatingProvider, TranslatingSpec
 
 FINISH_REASONS = {
     "COMPLETE": "stop",
@@ -53,8 +52,6 @@ class CohereProvider(TranslatingProvider):
         {
             "n",
             "user",
-            # Cohere may always call tools in parallel; it has no switch for it.
-            "parallel_tool_calls",
             # Cohere's logprobs are per span of token ids, not OpenAI's per-token shape.
             "logprobs",
             "top_logprobs",
@@ -116,6 +113,12 @@ class CohereProvider(TranslatingProvider):
         functions = canonical.functions(request, WHERE)
         if not functions:
             return
+        self.refuse_serial_tool_calls(request)
+        choice = canonical.tool_choice(request)
+        if choice.mode == "function":
+            # Cohere cannot name a tool, but offered only that one, REQUIRED has to call it.
+            functions = [f for f in functions if f.name == choice.name]
+            choice = canonical.Choice("required")
         native["tools"] = [
             {
                 "type": "function",
@@ -130,11 +133,8 @@ class CohereProvider(TranslatingProvider):
         # Cohere's strictness is one switch for every tool.
         if any(f.strict for f in functions):
             native["strict_tools"] = True
-        choice = canonical.tool_choice(request)
         if choice.mode in ("required", "none"):
             native["tool_choice"] = choice.mode.upper()
-        elif choice.mode == "function":
-            self.refuse("tool_choice", " when it names a function: use required, none or auto")
 
     def reply(self, native: JSONObject) -> JSONObject:
         reason = native.get("finish_reason") or "COMPLETE"
@@ -174,32 +174,30 @@ class _Stream(StreamTranslator):
         # Cohere's content-block index -> OpenAI's tool-call index.
         self.tool_index: dict[int, int] = {}
 
-    def feed(self, event: SSEEvent) -> list[JSONObject]:
-        if self.finished or event.data.strip() == b"[DONE]":
-            return []  # what may trail message-end
-        data = decode_event(event, self.provider.name)
+    def feed(self, data: JSONObject) -> None:
+        if self.finished:
+            return  # what may trail message-end
         kind = data.get("type")
         message = (data.get("delta") or {}).get("message") or {}
         if kind == "content-delta":
             # Thinking arrives as content.thinking, which is not the answer's text.
             text = (message.get("content") or {}).get("text")
-            return [self.out.text(text)] if text else []
-        if kind == "tool-call-start":
+            if text:
+                self.out.text(text)
+        elif kind == "tool-call-start":
             call = message.get("tool_calls") or {}
             function = call.get("function") or {}
-            index, chunk = self.out.tool_call(
+            self.tool_index[data.get("index", -1)] = self.out.tool_call(
                 call.get("id") or tool_call_id(), function["name"], function.get("arguments") or ""
             )
-            self.tool_index[data.get("index", -1)] = index
-            return [chunk]
-        if kind == "tool-call-delta":
+        elif kind == "tool-call-delta":
             fragment = ((message.get("tool_calls") or {}).get("function") or {}).get("arguments")
             if fragment:
                 index = self.tool_index.get(data.get("index", -1), self.out.tool_calls - 1)
-                return [self.out.tool_arguments(index, fragment)]
+                self.out.tool_arguments(index, fragment)
         elif kind == "message-end":
             self._end(data.get("delta") or {})
-        return []  # starts and ends of blocks, tool plans, citations, debug
+        # starts and ends of blocks, tool plans, citations and debug build nothing
 
     def _end(self, delta: JSONObject) -> None:
         reason = delta.get("finish_reason") or "COMPLETE"

@@ -22,9 +22,8 @@ from ..images import Image
 from ..schemas import ChatCompletionRequest, JSONObject, Message
 from ..schemas.chat import AudioPart, FilePart, ImagePart, RefusalPart, TextPart
 from ..schemas.common import json_object
-from ..streaming import SSEEvent
 from . import canonical
-from .translating import StreamTranslator, TranslatingProvider, TranslatingSpec, decode_event
+from .translating import StreamTranslator, TranslatingProvider, TranslatingSpec
 
 # Reasons not listed (LANGUAGE, OTHER, MALFORMED_FUNCTION_CALL, ...) end the answer as "stop".
 FINISH_REASONS = {
@@ -154,8 +153,7 @@ class GeminiProvider(TranslatingProvider):
         functions = canonical.functions(request, WHERE)
         if not functions:
             return
-        if request.parallel_tool_calls is False:
-            self.refuse("parallel_tool_calls", " (it cannot be turned off)")
+        self.refuse_serial_tool_calls(request)
         declarations = [
             {
                 "name": f.name,
@@ -199,31 +197,27 @@ class _Stream(StreamTranslator):
         super().__init__(builder)
         self.provider = provider
 
-    def feed(self, event: SSEEvent) -> list[JSONObject]:
-        data = decode_event(event, self.provider.name)
+    def feed(self, data: JSONObject) -> None:
         if "error" in data:  # a google.rpc.Status after the 200
             error = data["error"]
             code = error.get("code") if isinstance(error, dict) else None
             status = code if isinstance(code, int) and 400 <= code < 600 else 502
-            raise self.provider.error(status, event.data, {})
+            raise self.provider.error(status, orjson.dumps(data), {})
         if data.get("usageMetadata"):
             # A running count on every chunk: the last one is the whole answer's.
             self.out.usage = _usage(data["usageMetadata"])
-        chunks: list[JSONObject] = []
         for part in _parts(data):
             if "functionCall" in part:
                 # Calls arrive whole: the opening chunk carries all the arguments.
                 call = part["functionCall"]
-                _, chunk = self.out.tool_call(_call_id(call), call["name"], _arguments(call))
-                chunks.append(chunk)
+                self.out.tool_call(_call_id(call), call["name"], _arguments(call))
             elif part.get("text") and not part.get("thought"):
-                chunks.append(self.out.text(part["text"]))
+                self.out.text(part["text"])
         reason = _finish(data, self.out.tool_calls > 0)
         if reason is not None:
             # No sentinel follows: the body just closes after this chunk.
             self.out.finish_reason = reason
             self.finished = True
-        return chunks
 
 
 def _parts(native: JSONObject) -> list[JSONObject]:

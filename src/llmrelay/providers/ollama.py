@@ -19,9 +19,9 @@ from ..errors import UnsupportedParameter
 from ..images import Image
 from ..schemas import ChatCompletionRequest, JSONObject, Message
 from ..schemas.chat import AudioPart, ImagePart, RefusalPart, TextPart
-from ..streaming import SSEEvent
+from ..streaming import NDJSONDecoder
 from . import canonical
-from .translating import StreamTranslator, TranslatingProvider, TranslatingSpec, decode_event
+from .translating import StreamTranslator, TranslatingProvider, TranslatingSpec
 
 WHERE = "the 'ollama' provider"
 # OpenAI's sampling fields and the Modelfile parameters that ``options`` takes for them.
@@ -51,7 +51,7 @@ class OllamaProvider(TranslatingProvider):
     spec_type = OllamaSpec
     owned_by = "ollama"
     spec: OllamaSpec
-    framing = "ndjson"
+    decoder = NDJSONDecoder
     # /api/chat answers one choice, has no per-user field, and its logprobs have
     # a shape of their own that nothing here translates yet.
     unsupported: ClassVar[frozenset[str]] = frozenset(
@@ -96,8 +96,7 @@ class OllamaProvider(TranslatingProvider):
             return
         if choice.mode != "auto":
             self.refuse("tool_choice")
-        if request.parallel_tool_calls is False:
-            self.refuse("parallel_tool_calls")
+        self.refuse_serial_tool_calls(request)
         native["tools"] = [
             {
                 "type": "function",
@@ -130,23 +129,20 @@ class _Stream(StreamTranslator):
         super().__init__(builder)
         self.provider = provider
 
-    def feed(self, event: SSEEvent) -> list[JSONObject]:
-        data = decode_event(event, self.provider.name)
+    def feed(self, data: JSONObject) -> None:
         if "error" in data:
             # An error after the 200 has no status of its own: the upstream failed.
-            raise self.provider.error(502, event.data, {})
+            raise self.provider.error(502, orjson.dumps(data), {})
         message = data.get("message") or {}
-        chunks: list[JSONObject] = []
         if message.get("content"):
-            chunks.append(self.out.text(message["content"]))
+            self.out.text(message["content"])
         for call in message.get("tool_calls") or ():
             # A call arrives whole: its opening delta carries all of its arguments.
-            chunks.append(self.out.tool_call(*_call(call))[1])
+            self.out.tool_call(*_call(call))
         if data.get("done"):
             self.out.finish_reason = _finish(data.get("done_reason"), self.out.tool_calls > 0)
             self.out.usage = _usage(data)
             self.finished = True
-        return chunks
 
 
 def _finish(done_reason: Any, called: bool) -> str:

@@ -90,17 +90,17 @@ class OpenAIProvider(HTTPProvider):
                 return Relayed(chunks, wire), done, None
         batch: list[JSONObject] = []
         for event in SSEDecoder().feed(block):
-            if event.data == b"[DONE]":
+            if event == b"[DONE]":
                 return batch, True, None
             try:
-                chunk = self._decode(event.data)
+                chunk = self._decode(event)
                 if not isinstance(chunk, dict):
                     raise self._malformed()
             except UpstreamMalformed as exc:
                 return batch, False, exc
             if chunk.get("error") is not None:
                 # An error after a 200: only its words reach the client, in an error event.
-                return batch, False, upstream_error(502, event.data, {}, self.secrets)
+                return batch, False, upstream_error(502, event, {}, self.secrets)
             batch.append(chunk)
         return batch, False, None
 

@@ -10,8 +10,7 @@ and a ``StreamTranslator``.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import aiohttp
 import orjson
@@ -23,7 +22,7 @@ from ..images import Image, ImageFetcher
 from ..schemas import ChatCompletionRequest, CompletionRequest, JSONObject
 from ..schemas.chat import ImagePart
 from ..schemas.common import json_object
-from ..streaming import SSEDecoder, SSEEvent
+from ..streaming import EventDecoder, SSEDecoder
 from ..upstream import upstream_errors
 from .base import ChunkStream
 from .http import HTTPProvider, RemoteSpec
@@ -38,22 +37,36 @@ class TranslatingSpec(RemoteSpec):
 
 
 class StreamTranslator(abc.ABC):
-    """Turns one upstream stream's events into OpenAI chunks, through a ``StreamBuilder``."""
+    """Turns one upstream stream's events into OpenAI chunks, built in a ``StreamBuilder``."""
 
     def __init__(self, builder: StreamBuilder) -> None:
         self.out = builder
         self.finished = False
 
     @abc.abstractmethod
-    def feed(self, event: SSEEvent) -> list[JSONObject]:
-        """The chunks for one event; raises the mapped error for an error event."""
+    def feed(self, event: JSONObject) -> None:
+        """Build the chunks for one event; raises the mapped error for an error event."""
+
+
+def decode_events(events: list[bytes], model: str) -> list[JSONObject]:
+    """The JSON objects in events' data, parsed in one go, leaving out a ``[DONE]`` sentinel
+    (which some upstreams send after their own end of stream)."""
+    events = [event for event in events if event != b"[DONE]"]
+    try:
+        decoded = orjson.loads(b"[" + b",".join(events) + b"]") if events else []
+    except orjson.JSONDecodeError:
+        decoded = None
+    if decoded is None or len(decoded) != len(events) or any(type(d) is not dict for d in decoded):
+        raise UpstreamMalformed(f"The upstream for '{model}' sent a malformed event.")
+    return decoded
 
 
 class TranslatingProvider(HTTPProvider):
     spec: TranslatingSpec
     # OpenAI request fields the upstream has no way to honour.
     unsupported: ClassVar[frozenset[str]] = frozenset()
-    framing: ClassVar[Literal["sse", "ndjson"]] = "sse"
+    # How the upstream frames its stream's events.
+    decoder: ClassVar[type[EventDecoder]] = SSEDecoder
 
     def __init__(self, spec: TranslatingSpec, http: aiohttp.ClientSession) -> None:
         super().__init__(spec, http)
@@ -95,24 +108,29 @@ class TranslatingProvider(HTTPProvider):
 
     async def chat_stream(self, request: ChatCompletionRequest) -> ChunkStream:
         payload = await self._payload(request, stream=True)
-        translator = self.translator(StreamBuilder(self.name))
+        out = StreamBuilder(self.name)
+        translator = self.translator(out)
+        decoder = self.decoder()
         async with self.open_stream(self.url(stream=True), payload) as response:
-            async for events in self._events(response):
-                batch: list[JSONObject] = []
-                try:
-                    for event in events:
-                        batch.extend(translator.feed(event))
-                except RelayError:
-                    if batch:
-                        yield batch  # what came before the failure still goes out first
-                    raise
-                if batch:
-                    yield batch
-                if translator.finished:
-                    break
+            with upstream_errors(self.name):
+                more = True
+                while more and not translator.finished:
+                    data = await response.content.readany()
+                    more = bool(data)
+                    events = decoder.feed(data) if more else decoder.close()
+                    try:
+                        for event in decode_events(events, self.name):
+                            translator.feed(event)
+                    except RelayError:
+                        if out.chunks:
+                            yield out.take()  # what came before the failure still goes out first
+                        raise
+                    if out.chunks and not translator.finished:
+                        yield out.take()  # each read's chunks go out together
         if not translator.finished:
             raise UpstreamMalformed(f"The upstream for '{self.name}' ended its stream early.")
-        yield translator.out.end(with_usage=request.wants_usage_in_stream)
+        # The last read's chunks go out with the end, in one write.
+        yield out.end(with_usage=request.wants_usage_in_stream)
 
     async def completion(self, request: CompletionRequest) -> JSONObject:
         raise self._no_completions()
@@ -148,31 +166,12 @@ class TranslatingProvider(HTTPProvider):
         if not self.spec.drop_unsupported_params:
             raise UnsupportedParameter(field, f"the '{self.spec.provider}' provider{when}")
 
+    def refuse_serial_tool_calls(self, request: ChatCompletionRequest) -> None:
+        """For an upstream that may always call tools in parallel and has no switch to stop it."""
+        if request.parallel_tool_calls is False:
+            self.refuse("parallel_tool_calls", " set to false (it cannot turn parallel calls off)")
+
     def _refuse_unsupported(self, request: ChatCompletionRequest) -> None:
         for field in sorted(self.unsupported & request.model_fields_set):
             if getattr(request, field) is not None:
                 self.refuse(field)
-
-    async def _events(self, response: aiohttp.ClientResponse) -> AsyncIterator[list[SSEEvent]]:
-        """The upstream's events, batched as they arrived; NDJSON lines become data events."""
-        decoder = SSEDecoder()
-        pending = b""
-        with upstream_errors(self.name):
-            async for data in response.content.iter_any():
-                if self.framing == "sse":
-                    events = decoder.feed(data)
-                else:
-                    *lines, pending = (pending + data).split(b"\n")
-                    events = [SSEEvent(None, line) for line in lines if line.strip()]
-                if events:
-                    yield events
-        if pending.strip():
-            yield [SSEEvent(None, pending)]
-
-
-def decode_event(event: SSEEvent, model: str) -> JSONObject:
-    """An event's JSON object, or the malformed-upstream error."""
-    data = json_object(event.data)
-    if data is None:
-        raise UpstreamMalformed(f"The upstream for '{model}' sent a malformed event.")
-    return data

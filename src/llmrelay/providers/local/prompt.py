@@ -78,6 +78,9 @@ def offered_tools(request: ChatCompletionRequest) -> list[FunctionTool]:
             )
     elif choice not in (None, "auto", "required"):
         raise UnsupportedParameter("tool_choice", WHERE)
+    if request.parallel_tool_calls and len(tools) > 1:
+        # Asked for outright, parallel calls would be silently cut to one.
+        raise UnsupportedParameter("parallel_tool_calls", WHERE + " (it makes one call per answer)")
     return tools
 
 

@@ -1,0 +1,1 @@
+"""The conformance matrix: every client against every backend, scenario by scenario."""
