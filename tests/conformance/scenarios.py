@@ -10,7 +10,15 @@ from dataclasses import dataclass, replace
 
 import jsonschema
 
-from ..fakes.scenario import MIDSTREAM_MESSAGE, MIDSTREAM_PIECES, TOOL_ARGUMENTS, View, summary
+from ..fakes.scenario import (
+    COMPLETION_TOKENS,
+    MIDSTREAM_MESSAGE,
+    MIDSTREAM_PIECES,
+    PROMPT_TOKENS,
+    TOOL_ARGUMENTS,
+    View,
+    summary,
+)
 from .backends import Backend
 from .clients import AnthropicSDK, Client
 from .model import Answer, Ask, Assistant, Failed, ToolResult, User
@@ -30,7 +38,6 @@ SCHEMA = {
     },
     "required": ["city", "country"],
 }
-PROMPT_TOKENS, COMPLETION_TOKENS = 9, 7
 
 
 def expect_failure(client: Client, model: str, ask: Ask) -> Failed:
