@@ -185,8 +185,7 @@ class AnthropicProvider(TranslatingProvider):
 
 class _Stream(StreamTranslator):
     def __init__(self, builder: StreamBuilder, provider: AnthropicProvider) -> None:
-        super().__init__(builder)
-        self.provider = provider
+        super().__init__(builder, provider)
         self.counts: JSONObject = {}
         # Anthropic's block index -> OpenAI's tool-call index.
         self.tool_index: dict[int, int] = {}

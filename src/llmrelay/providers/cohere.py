@@ -168,9 +168,10 @@ class CohereProvider(TranslatingProvider):
 
 
 class _Stream(StreamTranslator):
+    provider: CohereProvider
+
     def __init__(self, builder: StreamBuilder, provider: CohereProvider) -> None:
-        super().__init__(builder)
-        self.provider = provider
+        super().__init__(builder, provider)
         # Cohere's content-block index -> OpenAI's tool-call index.
         self.tool_index: dict[int, int] = {}
 

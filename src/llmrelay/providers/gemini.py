@@ -193,10 +193,6 @@ class GeminiProvider(TranslatingProvider):
 
 
 class _Stream(StreamTranslator):
-    def __init__(self, builder: StreamBuilder, provider: GeminiProvider) -> None:
-        super().__init__(builder)
-        self.provider = provider
-
     def feed(self, data: JSONObject) -> None:
         if "error" in data:  # a google.rpc.Status after the 200
             error = data["error"]

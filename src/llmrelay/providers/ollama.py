@@ -125,10 +125,6 @@ class OllamaProvider(TranslatingProvider):
 
 
 class _Stream(StreamTranslator):
-    def __init__(self, builder: StreamBuilder, provider: OllamaProvider) -> None:
-        super().__init__(builder)
-        self.provider = provider
-
     def feed(self, data: JSONObject) -> None:
         if "error" in data:
             # An error after the 200 has no status of its own: the upstream failed.

@@ -37,10 +37,12 @@ class TranslatingSpec(RemoteSpec):
 
 
 class StreamTranslator(abc.ABC):
-    """Turns one upstream stream's events into OpenAI chunks, built in a ``StreamBuilder``."""
+    """Turns one upstream stream's events into OpenAI chunks, built in a ``StreamBuilder``;
+    ``provider`` maps the errors that arrive in the stream."""
 
-    def __init__(self, builder: StreamBuilder) -> None:
+    def __init__(self, builder: StreamBuilder, provider: TranslatingProvider) -> None:
         self.out = builder
+        self.provider = provider
         self.finished = False
 
     @abc.abstractmethod
