@@ -112,7 +112,9 @@ def main(rounds: int) -> None:
                 path: medians[f"{path} via llmrelay"] - medians[f"{path} direct"]
                 for path in ("openai", "anthropic")
             }
-            print(f"== added latency, {kind}")
+            print(f"== {kind}")
+            for target, value in medians.items():
+                print(f"{target:24s} median {value:6.3f} ms")
             for path, value in added.items():
                 print(f"{path:10s} added {value:6.3f} ms")
             ratio = added["anthropic"] / added["openai"]

@@ -56,6 +56,7 @@ def relay(
             model("claude-lenient", "claude-fake", drop_unsupported_params=True),
             *(model(f"claude-{s}", s) for s in ("error-400", "error-429", "error-529")),
             model("claude-midstream", "midstream-error"),
+            model("claude-held", "held"),
         ]
     }
     with run_gateway(config, tmp_path_factory.mktemp("anthropic")) as running:
@@ -117,6 +118,24 @@ def test_streamed_text_reassembles_to_the_whole(client: openai.OpenAI) -> None:
     usages = [c.usage for c in chunks if c.usage is not None]
     assert len(usages) == 1 and usages[0].total_tokens == 16
     assert chunks[-1].choices == []
+
+
+def test_stream_begins_with_the_upstream_reply(
+    client: openai.OpenAI, fake: FakeAnthropicUpstream
+) -> None:
+    """The role goes out as soon as the upstream's reply begins, before any content comes;
+    text deltas that arrive together leave as one chunk."""
+    fake.resume.clear()
+    stream = client.chat.completions.create(model="claude-held", messages=USER, stream=True)
+    first = next(iter(stream))
+    fake.resume.set()
+    rest = list(stream)
+    assert fake.resumed[-1]  # the first chunk came while the upstream held back the rest
+    assert first.choices[0].delta.role == "assistant"
+    assert first.choices[0].delta.content == ""
+    texts = [c.choices[0].delta.content for c in rest if c.choices and c.choices[0].delta.content]
+    whole = client.chat.completions.create(model="claude", messages=USER)
+    assert texts == [whole.choices[0].message.content]
 
 
 def test_parallel_tool_calls_whole_and_streamed(client: openai.OpenAI) -> None:

@@ -114,34 +114,58 @@ class StreamBuilder:
     It sends the assistant role with the first delta, numbers tool calls from 0
     in the order they start (whatever index space the upstream uses), and holds
     the finish reason and usage until the upstream's stream ends. The chunks it
-    builds wait in ``chunks`` until ``take`` hands them on.
+    builds wait until ``take`` hands them on. Text deltas that wait together
+    become one chunk: they would leave in the same write anyway, and each chunk
+    costs the gateway as much as its text.
     """
 
     def __init__(self, model: str) -> None:
         self.factory = ChunkFactory(model)
-        self.chunks: list[JSONObject] = []
         self.started = False
         self.tool_calls = 0
         self.finish_reason: str | None = None
         self.usage: JSONObject | None = None
+        self._chunks: list[JSONObject] = []
+        self._text: list[str] = []
 
     @property
     def model(self) -> str:
         return self.factory.model
 
+    @property
+    def ready(self) -> bool:
+        """Whether anything waits for ``take``."""
+        return bool(self._chunks or self._text)
+
     def take(self) -> list[JSONObject]:
         """The chunks built since the last call."""
-        chunks, self.chunks = self.chunks, []
+        self._flush_text()
+        chunks, self._chunks = self._chunks, []
         return chunks
 
+    def _flush_text(self) -> None:
+        if self._text:
+            self._append({"content": "".join(self._text)})
+            self._text.clear()
+
     def _delta(self, delta: JSONObject) -> None:
+        self._flush_text()
+        self._append(delta)
+
+    def _append(self, delta: JSONObject) -> None:
         if not self.started:
             self.started = True
             delta = {"role": "assistant", **delta}
-        self.chunks.append(self.factory.delta(0, delta))
+        self._chunks.append(self.factory.delta(0, delta))
+
+    def start(self) -> None:
+        """The first chunk, with the role alone as in OpenAI's streams, unless a delta has
+        already gone with it."""
+        if not self.started:
+            self._append({"content": ""})
 
     def text(self, text: str) -> None:
-        self._delta({"content": text})
+        self._text.append(text)
 
     def tool_call(self, call_id: str, name: str, arguments: str = "") -> int:
         """Start a tool call; returns its OpenAI index."""
@@ -156,12 +180,12 @@ class StreamBuilder:
     def end(self, with_usage: bool) -> list[JSONObject]:
         """The last chunks: any not yet taken, the finish reason, then usage when the client
         asked for it."""
-        if not self.started:
-            self._delta({"content": ""})
+        self.start()
         reason = self.finish_reason or ("tool_calls" if self.tool_calls else "stop")
-        self.chunks.append(self.factory.delta(0, {}, reason))
+        self._flush_text()
+        self._chunks.append(self.factory.delta(0, {}, reason))
         if with_usage and self.usage is not None:
-            self.chunks.append(self.factory.chunk([], self.usage))
+            self._chunks.append(self.factory.chunk([], self.usage))
         return self.take()
 
 

@@ -14,13 +14,17 @@ is read into a ``View`` and answered by ``scenario.answer``; the ``model`` picks
   529 is ``overloaded_error``
 - ``midstream-error``: streams MIDSTREAM_PIECES, then ``event: error`` (``overloaded_error``);
   a 500 ``api_error`` when not streamed
+- ``held``: streamed, sends ``message_start``, waits until ``resume`` is set (10 s at most),
+  then sends all the other events in one write
 
 Every request is recorded, so tests can check exactly what the gateway sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -37,7 +41,7 @@ from .scenario import (
     answer,
     pieces,
 )
-from .server import FakeServer, sse, sse_start
+from .server import FakeServer, sse_start
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # The top-level fields that the reference and the SDK document; the real service refuses others.
@@ -69,6 +73,13 @@ class Refused(Exception):
 
 
 class FakeAnthropicUpstream(FakeServer):
+    def __init__(self) -> None:
+        super().__init__()
+        # The ``held`` model waits for ``resume`` after message_start; ``resumed`` records,
+        # for each such stream, whether it was resumed rather than timed out.
+        self.resume = threading.Event()
+        self.resumed: list[bool] = []
+
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self.messages)
         app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
@@ -125,26 +136,15 @@ class FakeAnthropicUpstream(FakeServer):
         message_id = f"msg_fake{len(self.requests)}"
         if not streamed:
             return web.json_response(_message(message_id, model, reply, COMPLETION_TOKENS))
+        events = _stream(message_id, model, reply, failing)
         response = await sse_start(request)
-        await _event(response, {"type": "message_start", "message": _message(message_id, model)})
-        for index, block in enumerate(_blocks(reply)):
-            opening, deltas = _opening(block, failing)
-            start = {"type": "content_block_start", "index": index, "content_block": opening}
-            await _event(response, start)
-            if index == 0:
-                await _event(response, {"type": "ping"})
-            for delta in deltas:
-                chunk = {"type": "content_block_delta", "index": index, "delta": delta}
-                await _event(response, chunk)
-            if failing:
-                error = {"type": "overloaded_error", "message": MIDSTREAM_MESSAGE}
-                await _event(response, {"type": "error", "error": error})
-                return response
-            await _event(response, {"type": "content_block_stop", "index": index})
-        delta = {"stop_reason": _stop_reason(reply), "stop_sequence": None}
-        usage = {"output_tokens": COMPLETION_TOKENS}
-        await _event(response, {"type": "message_delta", "delta": delta, "usage": usage})
-        await _event(response, {"type": "message_stop"})
+        if model != "held":
+            for event in events:
+                await _event(response, event)
+            return response
+        await _event(response, events[0])
+        self.resumed.append(await asyncio.to_thread(self.resume.wait, 10))
+        await response.write(b"".join(map(_encoded, events[1:])))
         return response
 
 
@@ -340,6 +340,32 @@ def _message(
     }  # fmt: skip
 
 
+def _stream(
+    message_id: str, model: str, reply: str | list[ToolCall], failing: bool
+) -> list[dict[str, Any]]:
+    """The events of a streamed reply, from ``message_start`` to ``message_stop``, or to the
+    ``error`` that ends a failing one."""
+    events = [{"type": "message_start", "message": _message(message_id, model)}]
+    for index, block in enumerate(_blocks(reply)):
+        opening, deltas = _opening(block, failing)
+        events.append({"type": "content_block_start", "index": index, "content_block": opening})
+        if index == 0:
+            events.append({"type": "ping"})
+        events += [{"type": "content_block_delta", "index": index, "delta": d} for d in deltas]
+        if failing:
+            error = {"type": "overloaded_error", "message": MIDSTREAM_MESSAGE}
+            return [*events, {"type": "error", "error": error}]
+        events.append({"type": "content_block_stop", "index": index})
+    delta = {"stop_reason": _stop_reason(reply), "stop_sequence": None}
+    usage = {"output_tokens": COMPLETION_TOKENS}
+    events.append({"type": "message_delta", "delta": delta, "usage": usage})
+    return [*events, {"type": "message_stop"}]
+
+
 async def _event(response: web.StreamResponse, data: dict[str, Any]) -> None:
+    await response.write(_encoded(data))
+
+
+def _encoded(data: dict[str, Any]) -> bytes:
     """An SSE event whose name repeats its ``type``, as every Anthropic stream event does."""
-    await sse(response, data, data["type"])
+    return f"event: {data['type']}\ndata: {json.dumps(data)}\n\n".encode()

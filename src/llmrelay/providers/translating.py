@@ -124,10 +124,13 @@ class TranslatingProvider(HTTPProvider):
                         for event in decode_events(events, self.name):
                             translator.feed(event)
                     except RelayError:
-                        if out.chunks:
+                        if out.ready:
                             yield out.take()  # what came before the failure still goes out first
                         raise
-                    if out.chunks and not translator.finished:
+                    if events and not translator.finished:
+                        # The reply has begun: the client hears so at once, as from OpenAI,
+                        # rather than when the first content comes.
+                        out.start()
                         yield out.take()  # each read's chunks go out together
         if not translator.finished:
             raise UpstreamMalformed(f"The upstream for '{self.name}' ended its stream early.")
