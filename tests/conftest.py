@@ -60,7 +60,12 @@ def free_port() -> int:
 
 @contextmanager
 def run_gateway(config: dict[str, Any], tmp: Path) -> Iterator[Running]:
-    """Start llmrelay from a YAML config file in a thread, as ``llmrelay serve`` would."""
+    """Start llmrelay from a YAML config file in a thread, as ``llmrelay serve`` would.
+
+    Unless the config says otherwise, a failure is tried once and never cools a deployment
+    down, so that tests of what one upstream answers see that answer each time.
+    """
+    config = {"retry": {"attempts": 1}, "cooldown": {"failures": 1_000_000}, **config}
     path = tmp / f"config-{free_port()}.yaml"
     path.write_text(yaml.safe_dump(config))
     app = create_app(load_config(path, {}))
@@ -126,13 +131,13 @@ def upstream_models(base_url: str) -> list[dict[str, Any]]:
             "provider": "openai",
             "model": "slow",
             "base_url": base_url,
-            "timeout": 0.5,
+            "timeouts": {"first_byte": 0.5},
         },
         {
             "name": "unreachable",
             "provider": "openai",
             "base_url": f"http://127.0.0.1:{free_port()}/v1",
-            "connect_timeout": 1,
+            "timeouts": {"connect": 1},
         },
     ]
     return models

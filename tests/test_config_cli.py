@@ -40,7 +40,7 @@ models:
     provider: openai
     base_url: http://127.0.0.1:9/v1
     api_key: sk-inline-secret-111
-    timeout: 30
+    max_parallel: 30
   - name: local
     provider: local
     max_tokens: 16
@@ -78,7 +78,7 @@ def test_valid_config_with_openai_and_local_models(tmp_path: Path) -> None:
     assert remote.base_url == "http://127.0.0.1:9/v1"
     assert remote.api_key is not None
     assert remote.api_key.get_secret_value() == "sk-inline-secret-111"
-    assert remote.timeout == 30
+    assert remote.max_parallel == 30
     assert remote.model is None
     assert remote.upstream_model == "gpt-test"  # `model` defaults to the name
 
@@ -146,8 +146,8 @@ def test_typo_in_a_model_key(tmp_path: Path, value: str) -> None:
             ":4: models.0.openai.heders:",
         ),
         (
-            "models:\n  - name: a\n    provider: openai\n    timeout: soon\n",
-            ":4: models.0.openai.timeout: Input should be a valid number",
+            "models:\n  - name: a\n    provider: openai\n    weight: soon\n",
+            ":4: models.0.openai.weight: Input should be a valid number",
         ),
         (
             "models:\n  - name: a\n    provider: openai\n    headers:\n      X-Team: [1]\n",
@@ -167,7 +167,7 @@ def test_every_error_is_listed(tmp_path: Path) -> None:
         "models:\n"
         "  - name: a\n"
         "    provider: openai\n"
-        "    timeout: -1\n"
+        "    weight: -1\n"
         "  - name: b\n"
         "    provider: local\n"
         "    temperature: 9\n"
@@ -175,7 +175,7 @@ def test_every_error_is_listed(tmp_path: Path) -> None:
     path, message = config_error(tmp_path, text)
     assert message.startswith("invalid config\n")
     assert f"{path}:1: log_level:" in message
-    assert f"{path}:5: models.0.openai.timeout: Input should be greater than 0" in message
+    assert f"{path}:5: models.0.openai.weight: Input should be greater than 0" in message
     assert f"{path}:8: models.1.local.temperature:" in message
 
 
@@ -412,12 +412,12 @@ def test_cli_models_without_a_config(tmp_path: Path) -> None:
 
 
 def test_cli_models_with_an_invalid_config(tmp_path: Path) -> None:
-    path = write(tmp_path, "models:\n  - name: a\n    provider: openai\n    timeout: soon\n")
+    path = write(tmp_path, "models:\n  - name: a\n    provider: openai\n    weight: soon\n")
     result = llmrelay("models", "--config", str(path), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.startswith("llmrelay: invalid config\n")
-    assert f"{path}:4: models.0.openai.timeout:" in result.stderr
+    assert f"{path}:4: models.0.openai.weight:" in result.stderr
 
 
 def test_cli_models_with_a_missing_config(tmp_path: Path) -> None:

@@ -26,6 +26,8 @@ from pydantic import (
 from .providers import PROVIDERS
 from .providers.base import ModelSpec
 from .providers.http import RemoteSpec
+from .resilience.balancer import Routing
+from .resilience.policy import Cooldown, Retry, Timeouts
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 LOCAL_MODEL = "local"
@@ -47,10 +49,58 @@ else:
     ]
 
 
+# The keys of a model entry that belong to the model, not to one of its deployments.
+MODEL_KEYS = frozenset(
+    {"fallbacks", "routing", "retry", "timeouts", "cooldown", "fallback_on_content_filter"}
+)
+
+
+class ServedSpec(BaseModel):
+    """One model name clients send, served by one or more deployments.
+
+    An entry without ``deployments`` is a single deployment: its provider keys and
+    the model's own keys sit side by side, as in ``{name, provider, base_url, retry}``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="The name clients send as 'model'.")
+    deployments: list[AnyModelSpec] = Field(min_length=1)
+    fallbacks: list[str] = Field(
+        default_factory=list, description="Other model names to try, in order, when this fails."
+    )
+    routing: Routing = "least_in_flight"
+    retry: Retry | None = Field(default=None, description="The top-level retry when unset.")
+    timeouts: Timeouts | None = Field(default=None, description="The top-level ones when unset.")
+    cooldown: Cooldown | None = Field(default=None, description="The top-level one when unset.")
+    fallback_on_content_filter: bool = Field(
+        default=False, description="Also fall back when the upstream filters the answer."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deployments(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if "deployments" not in data:
+            own = {k: v for k, v in data.items() if k in MODEL_KEYS}
+            deployment = {k: v for k, v in data.items() if k not in MODEL_KEYS}
+            return {**own, "name": data.get("name"), "deployments": [deployment]}
+        deployments = data["deployments"]
+        if any(isinstance(d, dict) and "timeouts" in d for d in deployments or ()):
+            raise ValueError("timeouts are set on the model, for all of its deployments")
+        if isinstance(deployments, list):
+            # Each deployment serves the model's name; 'model' still picks the upstream's id.
+            name = data.get("name")
+            named = [{**d, "name": name} if isinstance(d, dict) else d for d in deployments]
+            return {**data, "deployments": named}
+        return data
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    models: list[AnyModelSpec] = Field(min_length=1)
+    models: list[ServedSpec] = Field(min_length=1)
     # After 'models', so that its validator can see them.
     default_model: str | None = Field(
         default=None, description="Used when a request omits 'model'; the first model if unset."
@@ -62,10 +112,13 @@ class Config(BaseModel):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     cors_origins: list[str] = Field(default_factory=lambda: ["*"])
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    retry: Retry = Field(default_factory=Retry)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    cooldown: Cooldown = Field(default_factory=Cooldown)
 
     @field_validator("models")
     @classmethod
-    def _unique_names(cls, models: list[ModelSpec]) -> list[ModelSpec]:
+    def _unique_names(cls, models: list[ServedSpec]) -> list[ServedSpec]:
         seen: dict[str, int] = {}
         for index, spec in enumerate(models):
             if spec.name in seen:
@@ -74,25 +127,38 @@ class Config(BaseModel):
                     f"models.{seen[spec.name]} and models.{index}"
                 )
             seen[spec.name] = index
+        for index, spec in enumerate(models):
+            for name in spec.fallbacks:
+                if name not in seen or name == spec.name:
+                    raise ValueError(
+                        f"models.{index}.fallbacks: '{name}' is not another configured model"
+                    )
         return models
 
     @field_validator("default_model")
     @classmethod
     def _known_default(cls, name: str | None, info: ValidationInfo) -> str | None:
-        models: list[ModelSpec] = info.data.get("models") or []
+        models: list[ServedSpec] = info.data.get("models") or []
         if name is not None and models and name not in {m.name for m in models}:
             raise ValueError(f"'{name}' is not one of the configured models")
         return name
 
     @model_validator(mode="after")
-    def _default_to_first(self) -> Config:
+    def _settle(self) -> Config:
         if self.default_model is None:
-            self.default_model = self.specs[0].name
+            self.default_model = self.models[0].name
+        for model in self.models:
+            model.retry = model.retry or self.retry
+            model.timeouts = model.timeouts or self.timeouts
+            model.cooldown = model.cooldown or self.cooldown
+            for spec in model.deployments:
+                spec.timeouts = model.timeouts
         return self
 
     @property
     def specs(self) -> list[ModelSpec]:
-        return list(self.models)
+        """Every deployment's spec, model by model."""
+        return [spec for model in self.models for spec in model.deployments]
 
 
 class ConfigError(Exception):
@@ -119,7 +185,7 @@ def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> 
         config = Config.model_validate(data)
     except ValidationError as exc:
         lines = [
-            f"{source}:{_line_of(tree, err['loc'])}: {_dotted(err['loc'])}: "
+            f"{source}:{_line_of(tree, err['loc'])}: {_dotted(_as_written(data, err['loc']))}: "
             + err["msg"].removeprefix("Value error, ")
             for err in exc.errors()
         ]
@@ -167,6 +233,19 @@ def _resolve_key_env(config: Config, env: Mapping[str, str], source: Path) -> No
                 f"{source}: models.{index}: provider '{spec.provider}' needs a key: "
                 f"set {var} or give api_key or api_key_env"
             )
+
+
+def _as_written(data: dict[str, Any], loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """An error's location as the file has it: a single-deployment entry has no
+    ``deployments`` list of its own."""
+    if len(loc) > 3 and loc[0] == "models" and loc[2] == "deployments":
+        entries = data.get("models")
+        index = loc[1]
+        if isinstance(entries, list) and isinstance(index, int) and index < len(entries):
+            entry = entries[index]
+            if isinstance(entry, dict) and "deployments" not in entry:
+                return (*loc[:2], *loc[4:])
+    return loc
 
 
 def _dotted(loc: tuple[int | str, ...]) -> str:

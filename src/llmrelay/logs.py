@@ -76,11 +76,11 @@ _access = logging.getLogger(ACCESS_LOGGER)
 _fast: BufferedHandler | None = None
 
 
-def access(method: str, path: str, status: int, millis: float) -> None:
-    """Log one request, in the same format as every other line."""
+def access(method: str, path: str, status: int, millis: float, served: str = "") -> None:
+    """Log one request, in the same format as every other line; ``served`` says by what."""
     if not _access.isEnabledFor(logging.INFO):
         return
-    message = f"{method} {path} {status} {millis:.1f}ms"
+    message = f"{method} {path} {status} {millis:.1f}ms{served}"
     handler = _fast
     if handler is None:
         _access.info(message)

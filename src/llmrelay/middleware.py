@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import inbound_anthropic
 from .errors import INTERNAL_MESSAGE, AuthenticationFailed, PayloadTooLarge, RelayError
 from .logs import access, request_id_var
+from .resilience.trace import Trace, trace_var
 from .streaming import ClientGone
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ class GatewayMiddleware:
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _CLIENT_ID.match(given) else next(_request_ids)
         token = request_id_var.set(request_id)
+        trace = Trace()
+        trace_token = trace_var.set(trace)
         status = 0
         id_header = (b"x-request-id", request_id.encode())
 
@@ -76,10 +79,15 @@ class GatewayMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), id_header]
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    id_header,
+                    *trace.response_headers(),
+                ]
             await send(message)
 
         try:
+            trace.read_timeouts(headers)
             length = self._check(scope, headers)
             app = self.app if b"origin" not in headers else self.cross_origin_app
             if length is None:
@@ -94,7 +102,9 @@ class GatewayMiddleware:
             else:
                 await _send_error(send_with_id, _as_relay_error(exc), scope["path"])
         finally:
-            access(scope["method"], scope["path"], status, (time.perf_counter() - started) * 1000)
+            millis = (time.perf_counter() - started) * 1000
+            access(scope["method"], scope["path"], status, millis, trace.summary())
+            trace_var.reset(trace_token)
             request_id_var.reset(token)
 
     def _check(self, scope: Scope, headers: dict[bytes, bytes]) -> int | None:

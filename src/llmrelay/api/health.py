@@ -21,7 +21,7 @@ async def health(request: Request, gateway: Gateway) -> Response:
 @endpoint("GET", "/health/ready", TAG)
 async def ready(request: Request, gateway: Gateway) -> Response:
     """The config is loaded and every model, the local one included, can serve."""
-    models = {name: p.ready for name, p in gateway.providers.items()}
+    models = {name: p.ready for name, p in gateway.models.items()}
     ok = all(models.values())
     status = 200 if ok else 503
     return json_response({"status": "ready" if ok else "starting", "models": models}, status)

@@ -46,7 +46,7 @@ async def embeddings(request: Request, gateway: Gateway) -> Response:
 @endpoint("GET", "/v1/models", TAG)
 async def list_models(request: Request, gateway: Gateway) -> Response:
     """List the configured models."""
-    cards = [provider.card() for provider in gateway.providers.values()]
+    cards = [provider.card() for provider in gateway.models.values()]
     return json_response({"object": "list", "data": cards})
 
 
@@ -54,7 +54,7 @@ async def list_models(request: Request, gateway: Gateway) -> Response:
 async def get_model(request: Request, gateway: Gateway) -> Response:
     """Describe one configured model."""
     model = request.path_params["model"]
-    provider = gateway.providers.get(model)
+    provider = gateway.models.get(model)
     if provider is None:
         raise ModelNotFound(model)
     return json_response(provider.card())

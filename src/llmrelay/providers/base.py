@@ -15,6 +15,7 @@ import aiohttp
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import InvalidRequest
+from ..resilience.policy import Timeouts
 from ..schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -34,6 +35,19 @@ class ModelSpec(BaseModel):
     name: str = Field(min_length=1, description="The name clients send as 'model'.")
     provider: str
     model: str | None = Field(default=None, description="The upstream's own id; defaults to name.")
+    id: str | None = Field(
+        default=None,
+        description="Names the deployment in x-llmrelay-deployment and the logs; "
+        "<name>/<index> by default.",
+    )
+    weight: float = Field(default=1, gt=0, description="Its share of the model's requests.")
+    max_parallel: int | None = Field(
+        default=None, gt=0, description="Requests at once; more wait in its queue."
+    )
+    max_queue: int = Field(default=100, ge=0, description="Requests that may wait for a slot.")
+    queue_timeout: float = Field(default=30, gt=0, description="Seconds a request may wait.")
+    # The model's timeouts, which the config gives every deployment.
+    timeouts: Timeouts = Field(default_factory=Timeouts)
 
     @property
     def upstream_model(self) -> str:

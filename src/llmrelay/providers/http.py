@@ -27,11 +27,6 @@ class RemoteSpec(ModelSpec):
     api_key: SecretStr | None = None
     api_key_env: str | None = Field(default=None, description="Read the key from this variable.")
     headers: dict[str, str] = Field(default_factory=dict, description="Extra upstream headers.")
-    timeout: float = Field(default=600, gt=0, description="Seconds for a whole reply.")
-    connect_timeout: float = Field(default=10, gt=0)
-    idle_timeout: float = Field(
-        default=60, gt=0, description="Seconds a stream may go without a byte."
-    )
     drop_unsupported_params: bool = Field(
         default=False,
         description="Drop request fields the upstream cannot honour instead of refusing them.",
@@ -48,10 +43,8 @@ class HTTPProvider(Provider):
         self.root = spec.base_url.rstrip("/")
         self.secrets = [spec.api_key.get_secret_value()] if spec.api_key else []
         self.headers = {"content-type": "application/json", **self.auth_headers(), **spec.headers}
-        self._whole = aiohttp.ClientTimeout(total=spec.timeout, connect=spec.connect_timeout)
-        self._streamed = aiohttp.ClientTimeout(
-            connect=spec.connect_timeout, sock_read=spec.idle_timeout
-        )
+        # Only connecting is timed here: the model times the rest, whatever the provider.
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=spec.timeouts.connect)
 
     def auth_headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.secrets[0]}"} if self.secrets else {}
@@ -64,7 +57,7 @@ class HTTPProvider(Provider):
         """POST ``payload`` and return the whole reply body, or raise the mapped error."""
         with upstream_errors(self.name):
             async with self.http.post(
-                url, data=payload, headers=self.headers, timeout=self._whole
+                url, data=payload, headers=self.headers, timeout=self._timeout
             ) as response:
                 body = await response.read()
         if response.status >= 400:
@@ -76,7 +69,7 @@ class HTTPProvider(Provider):
         """POST ``payload`` for a streamed reply; an error status raises the mapped error."""
         with upstream_errors(self.name):
             response = await self.http.post(
-                url, data=payload, headers=self.headers, timeout=self._streamed
+                url, data=payload, headers=self.headers, timeout=self._timeout
             )
         try:
             if response.status >= 400:

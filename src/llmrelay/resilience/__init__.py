@@ -1,0 +1,2 @@
+"""Serving one model name from several deployments: balancing, limits, retries, timeouts,
+cooldowns and fallbacks."""

@@ -1,0 +1,320 @@
+"""A model as clients see it: one name, served by its deployments with balancing, retries,
+timeouts and cooldowns, and by its fallbacks when all of that fails.
+
+It has a provider's interface, so the endpoints need not know whether a name is one
+upstream or several.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TypeVar
+
+from ..errors import RelayError, UpstreamError, UpstreamMalformed, UpstreamTimeout
+from ..providers import ChunkStream, Provider
+from ..schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    DetokenizeRequest,
+    EmbeddingRequest,
+    JSONObject,
+    TokenizeRequest,
+)
+from .balancer import STRATEGIES, Routing, choose
+from .delays import asked_delay
+from .deployment import Deployment
+from .policy import Retry, Timeouts
+from .trace import Trace, current_trace
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Whole = Callable[[Provider], Awaitable[T]]
+Streamed = Callable[[Provider], ChunkStream]
+
+# Statuses worth another try: the upstream may answer differently next time.
+RETRYABLE = frozenset({408, 409, 429})
+_CONTEXT_WINDOW = re.compile(
+    r"context[ _](length|window)|maximum context|prompt is too long|too many tokens", re.I
+)
+
+
+class AllResting(UpstreamError):
+    """Every deployment of a model is cooling down."""
+
+
+class ServedModel:
+    def __init__(
+        self,
+        name: str,
+        deployments: Sequence[Deployment],
+        *,
+        routing: Routing,
+        retry: Retry,
+        timeouts: Timeouts,
+        fallbacks: Sequence[str],
+        fallback_on_content_filter: bool,
+        models: Mapping[str, ServedModel],
+    ) -> None:
+        self.name = name
+        self.deployments = list(deployments)
+        self.strategy = STRATEGIES[routing]
+        self.retry = retry
+        self.timeouts = timeouts
+        self.fallbacks = list(fallbacks)
+        self.fallback_on_content_filter = fallback_on_content_filter
+        self._models = models  # every served model by name, for the fallbacks
+
+    # -- what a provider offers ---------------------------------------------------------------
+
+    @property
+    def primary(self) -> Provider:
+        return self.deployments[0].provider
+
+    @property
+    def ready(self) -> bool:
+        return all(d.provider.ready for d in self.deployments)
+
+    async def start(self) -> None:
+        await asyncio.gather(*(d.provider.start() for d in self.deployments))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(d.provider.close() for d in self.deployments))
+
+    def card(self) -> JSONObject:
+        return self.primary.card()
+
+    async def chat(self, request: ChatCompletionRequest) -> JSONObject:
+        return await self._whole(lambda p: p.chat(request))
+
+    def chat_stream(self, request: ChatCompletionRequest) -> ChunkStream:
+        return self._stream(lambda p: p.chat_stream(request))
+
+    async def completion(self, request: CompletionRequest) -> JSONObject:
+        return await self._whole(lambda p: p.completion(request))
+
+    def completion_stream(self, request: CompletionRequest) -> ChunkStream:
+        return self._stream(lambda p: p.completion_stream(request))
+
+    async def embeddings(self, request: EmbeddingRequest) -> JSONObject:
+        return await self._whole(lambda p: p.embeddings(request))
+
+    # Counting and tokenizing are local or cheap questions about the model, not generations.
+    async def count_tokens(self, request: ChatCompletionRequest) -> int:
+        return await self.primary.count_tokens(request)
+
+    async def tokenize(self, request: TokenizeRequest) -> JSONObject:
+        return await self.primary.tokenize(request)
+
+    async def detokenize(self, request: DetokenizeRequest) -> JSONObject:
+        return await self.primary.detokenize(request)
+
+    # -- the chain: this model, then its fallbacks ---------------------------------------------
+
+    def _chain(self) -> list[ServedModel]:
+        """This model and its fallbacks, theirs after them, each once."""
+        chain: list[ServedModel] = []
+        pending = [self]
+        while pending:
+            model = pending.pop(0)
+            if model not in chain:
+                chain.append(model)
+                pending += [self._models[name] for name in model.fallbacks]
+        return chain
+
+    def _falls_back(self, error: RelayError) -> bool:
+        """Whether a failure that retrying did not cure sends the request to a fallback."""
+        if error.status_code in RETRYABLE or error.status_code >= 500:
+            return True
+        if error.code == "context_length_exceeded" or _CONTEXT_WINDOW.search(error.message):
+            return True
+        return self.fallback_on_content_filter and error.code == "content_filter"
+
+    async def _whole(self, call: Whole[T]) -> T:
+        trace = current_trace()
+        timeouts = self.timeouts.lowered(trace.asked_timeouts)
+        deadline = time.monotonic() + timeouts.total
+        chain = self._chain()
+        for model in chain:
+            try:
+                reply = await model._attempt_whole(call, trace, timeouts, deadline)
+            except RelayError as error:
+                if model is chain[-1] or not model._falls_back(error):
+                    raise
+                log.warning("%s failed (%s); falling back", model.name, error.message)
+                continue
+            if model is not chain[-1] and self._filtered(reply):
+                log.warning("%s filtered its answer; falling back", model.name)
+                continue
+            return reply
+        raise AssertionError("unreachable: the last model returns or raises")
+
+    def _filtered(self, reply: object) -> bool:
+        if not self.fallback_on_content_filter or not isinstance(reply, dict):
+            return False
+        choices = reply.get("choices") or ()
+        return any(c.get("finish_reason") == "content_filter" for c in choices)
+
+    async def _stream(self, call: Streamed) -> ChunkStream:
+        trace = current_trace()
+        timeouts = self.timeouts.lowered(trace.asked_timeouts)
+        deadline = time.monotonic() + timeouts.total
+        chain = self._chain()
+        for model in chain:
+            try:
+                deployment, source, first = await model._open_stream(
+                    call, trace, timeouts, deadline
+                )
+                break
+            except RelayError as error:
+                if model is chain[-1] or not model._falls_back(error):
+                    raise
+                log.warning("%s failed (%s); falling back", model.name, error.message)
+        started = time.monotonic()
+        try:
+            yield first
+            # From here on nothing is retried: the client has the start of this answer.
+            while True:
+                wait = min(timeouts.idle, deadline - time.monotonic())
+                try:
+                    async with asyncio.timeout(wait):
+                        batch = await anext(source, None)
+                except TimeoutError:
+                    raise self._timed_out("stream stalled") from None
+                if batch is None:
+                    break
+                yield batch
+        except RelayError as error:
+            self._failed(deployment, error)
+            raise
+        else:
+            deployment.succeeded(time.monotonic() - started)
+        finally:
+            await source.aclose()
+            deployment.release()
+
+    # -- attempts on this model's deployments --------------------------------------------------
+
+    async def _attempt_whole(
+        self, call: Whole[T], trace: Trace, timeouts: Timeouts, deadline: float
+    ) -> T:
+        failed: tuple[Deployment, RelayError] | None = None
+        for attempt in range(1, self.retry.attempts + 1):
+            deployment = await self._next(attempt, failed, deadline, trace)
+            started = time.monotonic()
+            try:
+                async with asyncio.timeout(min(timeouts.first_byte, deadline - started)):
+                    reply = await call(deployment.provider)
+            except TimeoutError:
+                error: RelayError = self._timed_out("no reply in time")
+            except RelayError as exc:
+                error = exc
+            else:
+                deployment.succeeded(time.monotonic() - started)
+                return reply
+            finally:
+                deployment.release()
+            self._failed(deployment, error)
+            failed = (deployment, error)
+        assert failed is not None
+        raise failed[1]
+
+    async def _open_stream(
+        self, call: Streamed, trace: Trace, timeouts: Timeouts, deadline: float
+    ) -> tuple[Deployment, ChunkStream, list[JSONObject]]:
+        """A stream from the first deployment to start one, with its first batch; failures
+        before that batch are retried, since the client has not seen a byte."""
+        failed: tuple[Deployment, RelayError] | None = None
+        for attempt in range(1, self.retry.attempts + 1):
+            deployment = await self._next(attempt, failed, deadline, trace)
+            source = call(deployment.provider)
+            try:
+                wait = min(timeouts.first_byte, deadline - time.monotonic())
+                async with asyncio.timeout(wait):
+                    first = await anext(source, None)
+                if first is None:
+                    raise UpstreamMalformed(f"The upstream for '{self.name}' sent an empty stream.")
+                return deployment, source, first
+            except TimeoutError:
+                error: RelayError = self._timed_out("no first byte in time")
+            except RelayError as exc:
+                error = exc
+            except BaseException:
+                await source.aclose()
+                deployment.release()
+                raise
+            await source.aclose()
+            deployment.release()
+            self._failed(deployment, error)
+            failed = (deployment, error)
+        assert failed is not None
+        raise failed[1]
+
+    async def _next(
+        self,
+        attempt: int,
+        failed: tuple[Deployment, RelayError] | None,
+        deadline: float,
+        trace: Trace,
+    ) -> Deployment:
+        """The deployment for this attempt, with its slot taken, after the wait a retry owes.
+
+        A retry waits out the backoff, or the delay the upstream asked for when it goes
+        back to the same deployment, and moves to another deployment when one is
+        available. A wait that would pass the deadline is not begun: the last error
+        stands. When every deployment is cooling down, the answer is a 503 (a 429 when
+        they were rate limited) with a Retry-After for the soonest recovery.
+        """
+        error = failed[1] if failed else None
+        if failed is not None and not _retryable(failed[1]):
+            raise failed[1]
+        now = time.monotonic()
+        avoid = failed[0] if failed else None
+        deployment = choose(self.deployments, self.strategy, now, avoid)
+        if deployment is None:
+            raise self._resting(now)
+        wait = 0.0
+        if failed is not None:
+            wait = self.retry.backoff(attempt - 1)
+            if deployment is failed[0]:
+                wait = max(wait, asked_delay(failed[1].headers) or 0.0)
+        if now + wait >= deadline:
+            raise error or self._resting(now)
+        if wait > 0:
+            log.info("%s: attempt %d on %s in %.3f s", self.name, attempt, deployment.id, wait)
+            await asyncio.sleep(wait)
+        trace.attempted(deployment.id)
+        await deployment.acquire()
+        return deployment
+
+    def _resting(self, now: float) -> AllResting:
+        soonest = min(d.resting_until for d in self.deployments)
+        limited = all(d.rate_limited for d in self.deployments)
+        return AllResting(
+            f"Every deployment of '{self.name}' is cooling down after "
+            + ("rate limits." if limited else "failures."),
+            status=429 if limited else 503,
+            error_type="rate_limit_error" if limited else "server_error",
+            code="deployments_cooling_down",
+            headers={"retry-after": str(max(1, math.ceil(soonest - now)))},
+        )
+
+    def _failed(self, deployment: Deployment, error: RelayError) -> None:
+        log.warning(
+            "%s: %s failed with %d: %s", self.name, deployment.id, error.status_code, error.message
+        )
+        if _retryable(error):
+            rate_limited = error.status_code == 429
+            deployment.failed(time.monotonic(), rate_limited, asked_delay(error.headers))
+
+    def _timed_out(self, what: str) -> UpstreamTimeout:
+        return UpstreamTimeout(f"The upstream for '{self.name}' timed out: {what}.")
+
+
+def _retryable(error: RelayError) -> bool:
+    return error.status_code in RETRYABLE or error.status_code >= 500
