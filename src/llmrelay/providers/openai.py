@@ -85,7 +85,10 @@ class OpenAIProvider(HTTPProvider):
         plain = plain_data_events(block)
         if plain is not None:
             array, wire, done = plain
-            chunks = self._decode(array)
+            try:
+                chunks = orjson.loads(array)
+            except orjson.JSONDecodeError:
+                chunks = None  # the events one by one keep the good chunks before a bad one
             if isinstance(chunks, list) and all(type(chunk) is dict for chunk in chunks):
                 return Relayed(chunks, wire), done, None
         batch: list[JSONObject] = []
