@@ -628,3 +628,67 @@ def test_chat_cannot_reach(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"llmrelay: cannot reach {url}" in result.stderr
     assert result.stdout == ""
+
+
+DEPLOYMENTS = """\
+retry: {attempts: 5, initial_ms: 100}
+timeouts: {connect: 3, idle: 20}
+models:
+  - name: smart
+    deployments:
+      - {provider: openai, base_url: "http://a/v1", api_key_env: KEY_A}
+      - {provider: openai, base_url: "http://b/v1", weight: 2, max_parallel: 64, id: b}
+    fallbacks: [cheap]
+    routing: latency
+    retry: {attempts: 2}
+    timeouts: {first_byte: 60}
+    cooldown: {failures: 4, seconds: 9}
+  - name: cheap
+    provider: openai
+    base_url: "http://c/v1"
+"""
+
+
+def test_deployments_and_the_settings_each_model_inherits(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, DEPLOYMENTS), {"KEY_A": "sk-a"})
+    smart, cheap = config.models
+    first, second = smart.deployments
+    assert [d.name for d in smart.deployments] == ["smart", "smart"]
+    assert first.api_key is not None and first.api_key.get_secret_value() == "sk-a"
+    assert (second.weight, second.max_parallel, second.id) == (2, 64, "b")
+    assert (smart.fallbacks, smart.routing) == (["cheap"], "latency")
+    # A model's own keys go over the top-level ones; the rest it inherits.
+    assert smart.retry is not None and (smart.retry.attempts, smart.retry.initial_ms) == (2, 100)
+    assert smart.timeouts is not None
+    assert (smart.timeouts.first_byte, smart.timeouts.idle) == (60, 20)
+    assert first.timeouts.connect == 3
+    assert cheap.retry == config.retry and cheap.routing == "least_in_flight"
+    assert cheap.cooldown is not None and cheap.cooldown.failures == 3
+    assert [s.name for s in config.specs] == ["smart", "smart", "cheap"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "models:\n  - name: a\n    provider: openai\n    fallbacks: [b]\n",
+            "models.0.fallbacks: 'b' is not another configured model",
+        ),
+        (
+            "models:\n  - name: a\n    deployments:\n      - {provider: openai, timeouts: {}}\n",
+            "timeouts are set on the model, for all of its deployments",
+        ),
+        (
+            "models:\n  - name: a\n    provider: openai\n    routing: nearest\n",
+            ":4: models.0.routing: Input should be 'weighted_random'",
+        ),
+        (
+            "models:\n  - name: a\n    deployments:\n      - {provider: openai, weight: 0}\n",
+            ":4: models.0.deployments.0.openai.weight: Input should be greater than 0",
+        ),
+    ],
+    ids=["unknown-fallback", "deployment-timeouts", "bad-routing", "bad-weight"],
+)
+def test_bad_deployment_configs_are_named(tmp_path: Path, text: str, expected: str) -> None:
+    _, message = config_error(tmp_path, text)
+    assert expected in message

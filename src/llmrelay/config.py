@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -148,9 +148,9 @@ class Config(BaseModel):
         if self.default_model is None:
             self.default_model = self.models[0].name
         for model in self.models:
-            model.retry = model.retry or self.retry
-            model.timeouts = model.timeouts or self.timeouts
-            model.cooldown = model.cooldown or self.cooldown
+            model.retry = _over(self.retry, model.retry)
+            model.timeouts = _over(self.timeouts, model.timeouts)
+            model.cooldown = _over(self.cooldown, model.cooldown)
             for spec in model.deployments:
                 spec.timeouts = model.timeouts
         return self
@@ -159,6 +159,16 @@ class Config(BaseModel):
     def specs(self) -> list[ModelSpec]:
         """Every deployment's spec, model by model."""
         return [spec for model in self.models for spec in model.deployments]
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def _over(default: S, own: S | None) -> S:
+    """The top-level settings with the keys a model set for itself put over them."""
+    if own is None:
+        return default
+    return default.model_copy(update={k: getattr(own, k) for k in own.model_fields_set})
 
 
 class ConfigError(Exception):
