@@ -48,6 +48,8 @@ def choose(
     Those with a free slot come first; ``avoid`` (the one that just failed) is taken only
     when nothing else is available.
     """
+    if len(deployments) == 1:
+        return deployments[0] if deployments[0].available(now) else None
     available = [d for d in deployments if d.available(now)]
     if len(available) > 1 and avoid in available:
         available.remove(avoid)

@@ -79,12 +79,18 @@ class Deployment:
 
     # -- capacity ----------------------------------------------------------------------------
 
-    async def acquire(self) -> None:
-        """Take a slot, queueing for one when all are taken; a full queue, or a wait longer
-        than the queue timeout, is a 429."""
+    def try_acquire(self) -> bool:
+        """Take a slot if one is free."""
         self.probing = self.tripped  # a request to a tripped deployment is its probe
         if self.has_room:
             self.in_flight += 1
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        """Take a slot, queueing for one when all are taken; a full queue, or a wait longer
+        than the queue timeout, is a 429."""
+        if self.try_acquire():
             return
         if len(self._waiters) >= self.max_queue:
             raise self._busy("its queue is full")

@@ -8,6 +8,7 @@ upstream or several.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import re
@@ -30,6 +31,7 @@ from .delays import asked_delay
 from .deployment import Deployment
 from .policy import Retry, Timeouts
 from .trace import Trace, current_trace
+from .watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,7 @@ class ServedModel:
 
     # -- the chain: this model, then its fallbacks ---------------------------------------------
 
+    @functools.cached_property
     def _chain(self) -> list[ServedModel]:
         """This model and its fallbacks, theirs after them, each once."""
         chain: list[ServedModel] = []
@@ -139,19 +142,23 @@ class ServedModel:
         trace = current_trace()
         timeouts = self.timeouts.lowered(trace.asked_timeouts)
         deadline = time.monotonic() + timeouts.total
-        chain = self._chain()
-        for model in chain:
-            try:
-                reply = await model._attempt_whole(call, trace, timeouts, deadline)
-            except RelayError as error:
-                if model is chain[-1] or not model._falls_back(error):
-                    raise
-                log.warning("%s failed (%s); falling back", model.name, error.message)
-                continue
-            if model is not chain[-1] and self._filtered(reply):
-                log.warning("%s filtered its answer; falling back", model.name)
-                continue
-            return reply
+        watchdog = Watchdog()
+        chain = self._chain
+        try:
+            for model in chain:
+                try:
+                    reply = await model._attempt_whole(call, trace, timeouts, deadline, watchdog)
+                except RelayError as error:
+                    if model is chain[-1] or not model._falls_back(error):
+                        raise
+                    log.warning("%s failed (%s); falling back", model.name, error.message)
+                    continue
+                if model is not chain[-1] and self._filtered(reply):
+                    log.warning("%s filtered its answer; falling back", model.name)
+                    continue
+                return reply
+        finally:
+            watchdog.close()
         raise AssertionError("unreachable: the last model returns or raises")
 
     def _filtered(self, reply: object) -> bool:
@@ -164,60 +171,69 @@ class ServedModel:
         trace = current_trace()
         timeouts = self.timeouts.lowered(trace.asked_timeouts)
         deadline = time.monotonic() + timeouts.total
-        chain = self._chain()
-        for model in chain:
-            try:
-                deployment, source, first = await model._open_stream(
-                    call, trace, timeouts, deadline
-                )
-                break
-            except RelayError as error:
-                if model is chain[-1] or not model._falls_back(error):
-                    raise
-                log.warning("%s failed (%s); falling back", model.name, error.message)
-        started = time.monotonic()
+        watchdog = Watchdog()
+        chain = self._chain
         try:
-            yield first
-            # From here on nothing is retried: the client has the start of this answer.
-            while True:
-                wait = min(timeouts.idle, deadline - time.monotonic())
+            for model in chain:
                 try:
-                    async with asyncio.timeout(wait):
-                        batch = await anext(source, None)
-                except TimeoutError:
-                    raise self._timed_out("stream stalled") from None
-                if batch is None:
+                    deployment, source, first = await model._open_stream(
+                        call, trace, timeouts, deadline, watchdog
+                    )
                     break
-                yield batch
-        except RelayError as error:
-            self._failed(deployment, error)
-            raise
-        else:
-            deployment.succeeded(time.monotonic() - started)
+                except RelayError as error:
+                    if model is chain[-1] or not model._falls_back(error):
+                        raise
+                    log.warning("%s failed (%s); falling back", model.name, error.message)
+            started = time.monotonic()
+            try:
+                yield first
+                # From here on nothing is retried: the client has the start of this answer.
+                while True:
+                    watchdog.arm(min(timeouts.idle, deadline - time.monotonic()))
+                    try:
+                        batch = await anext(source, None)
+                    except asyncio.CancelledError:
+                        if not watchdog.fired():
+                            raise
+                        raise self._timed_out("stream stalled") from None
+                    watchdog.disarm()
+                    if batch is None:
+                        break
+                    yield batch
+            except RelayError as error:
+                self._failed(deployment, error)
+                raise
+            else:
+                deployment.succeeded(time.monotonic() - started)
+            finally:
+                await source.aclose()
+                deployment.release()
         finally:
-            await source.aclose()
-            deployment.release()
+            watchdog.close()
 
     # -- attempts on this model's deployments --------------------------------------------------
 
     async def _attempt_whole(
-        self, call: Whole[T], trace: Trace, timeouts: Timeouts, deadline: float
+        self, call: Whole[T], trace: Trace, timeouts: Timeouts, deadline: float, watchdog: Watchdog
     ) -> T:
         failed: tuple[Deployment, RelayError] | None = None
         for attempt in range(1, self.retry.attempts + 1):
             deployment = await self._next(attempt, failed, deadline, trace)
             started = time.monotonic()
+            watchdog.arm(min(timeouts.first_byte, deadline - started))
             try:
-                async with asyncio.timeout(min(timeouts.first_byte, deadline - started)):
-                    reply = await call(deployment.provider)
-            except TimeoutError:
-                error: RelayError = self._timed_out("no reply in time")
+                reply = await call(deployment.provider)
             except RelayError as exc:
-                error = exc
+                error: RelayError = exc
+            except asyncio.CancelledError:
+                if not watchdog.fired():
+                    raise
+                error = self._timed_out("no reply in time")
             else:
                 deployment.succeeded(time.monotonic() - started)
                 return reply
             finally:
+                watchdog.disarm()
                 deployment.release()
             self._failed(deployment, error)
             failed = (deployment, error)
@@ -225,7 +241,12 @@ class ServedModel:
         raise failed[1]
 
     async def _open_stream(
-        self, call: Streamed, trace: Trace, timeouts: Timeouts, deadline: float
+        self,
+        call: Streamed,
+        trace: Trace,
+        timeouts: Timeouts,
+        deadline: float,
+        watchdog: Watchdog,
     ) -> tuple[Deployment, ChunkStream, list[JSONObject]]:
         """A stream from the first deployment to start one, with its first batch; failures
         before that batch are retried, since the client has not seen a byte."""
@@ -233,27 +254,35 @@ class ServedModel:
         for attempt in range(1, self.retry.attempts + 1):
             deployment = await self._next(attempt, failed, deadline, trace)
             source = call(deployment.provider)
+            watchdog.arm(min(timeouts.first_byte, deadline - time.monotonic()))
             try:
-                wait = min(timeouts.first_byte, deadline - time.monotonic())
-                async with asyncio.timeout(wait):
-                    first = await anext(source, None)
+                first = await anext(source, None)
                 if first is None:
                     raise UpstreamMalformed(f"The upstream for '{self.name}' sent an empty stream.")
+                watchdog.disarm()
                 return deployment, source, first
-            except TimeoutError:
-                error: RelayError = self._timed_out("no first byte in time")
             except RelayError as exc:
-                error = exc
+                error: RelayError = exc
+            except asyncio.CancelledError:
+                watchdog.disarm()
+                if not watchdog.fired():
+                    await self._abandon(source, deployment)
+                    raise
+                error = self._timed_out("no first byte in time")
             except BaseException:
-                await source.aclose()
-                deployment.release()
+                await self._abandon(source, deployment)
                 raise
-            await source.aclose()
-            deployment.release()
+            watchdog.disarm()
+            await self._abandon(source, deployment)
             self._failed(deployment, error)
             failed = (deployment, error)
         assert failed is not None
         raise failed[1]
+
+    @staticmethod
+    async def _abandon(source: ChunkStream, deployment: Deployment) -> None:
+        await source.aclose()
+        deployment.release()
 
     async def _next(
         self,
@@ -262,7 +291,20 @@ class ServedModel:
         deadline: float,
         trace: Trace,
     ) -> Deployment:
-        """The deployment for this attempt, with its slot taken, after the wait a retry owes.
+        """The deployment for this attempt, with its slot taken, after the wait a retry owes."""
+        deployment, wait = self._pick(attempt, failed, deadline)
+        if wait > 0:
+            log.info("%s: attempt %d on %s in %.3f s", self.name, attempt, deployment.id, wait)
+            await asyncio.sleep(wait)
+        trace.attempted(deployment.id)
+        if not deployment.try_acquire():
+            await deployment.acquire()
+        return deployment
+
+    def _pick(
+        self, attempt: int, failed: tuple[Deployment, RelayError] | None, deadline: float
+    ) -> tuple[Deployment, float]:
+        """The deployment for this attempt, and how long to wait before it.
 
         A retry waits out the backoff, or the delay the upstream asked for when it goes
         back to the same deployment, and moves to another deployment when one is
@@ -270,27 +312,24 @@ class ServedModel:
         stands. When every deployment is cooling down, the answer is a 503 (a 429 when
         they were rate limited) with a Retry-After for the soonest recovery.
         """
-        error = failed[1] if failed else None
-        if failed is not None and not _retryable(failed[1]):
-            raise failed[1]
         now = time.monotonic()
-        avoid = failed[0] if failed else None
-        deployment = choose(self.deployments, self.strategy, now, avoid)
+        if failed is None:
+            deployment = choose(self.deployments, self.strategy, now, None)
+            if deployment is None:
+                raise self._resting(now)
+            return deployment, 0.0
+        previous, error = failed
+        if not _retryable(error):
+            raise error
+        deployment = choose(self.deployments, self.strategy, now, previous)
         if deployment is None:
             raise self._resting(now)
-        wait = 0.0
-        if failed is not None:
-            wait = self.retry.backoff(attempt - 1)
-            if deployment is failed[0]:
-                wait = max(wait, asked_delay(failed[1].headers) or 0.0)
+        wait = self.retry.backoff(attempt - 1)
+        if deployment is previous:
+            wait = max(wait, asked_delay(error.headers) or 0.0)
         if now + wait >= deadline:
-            raise error or self._resting(now)
-        if wait > 0:
-            log.info("%s: attempt %d on %s in %.3f s", self.name, attempt, deployment.id, wait)
-            await asyncio.sleep(wait)
-        trace.attempted(deployment.id)
-        await deployment.acquire()
-        return deployment
+            raise error
+        return deployment, wait
 
     def _resting(self, now: float) -> AllResting:
         soonest = min(d.resting_until for d in self.deployments)

@@ -43,6 +43,8 @@ class Timeouts(_Settings):
 
     def lowered(self, asked: dict[str, float]) -> Timeouts:
         """These timeouts, each lowered to what the client asked for, if it asked for less."""
+        if not asked:
+            return self
         lower = {k: v for k, v in asked.items() if v < getattr(self, k)}
         return self.model_copy(update=lower) if lower else self
 
