@@ -61,15 +61,15 @@ def test_a_slot_passes_to_the_queue_then_the_queue_fills() -> None:
     async def run() -> None:
         one = deployment("one", max_parallel=1)
         assert one.try_acquire()
-        waiting = asyncio.ensure_future(one.acquire())
+        waiting = asyncio.ensure_future(one.queue_for_slot())
         await asyncio.sleep(0)
         with pytest.raises(RelayError, match="queue is full"):
-            await one.acquire()
+            await one.queue_for_slot()
         one.release()
         await waiting  # got the slot that was released
         assert one.in_flight == 1
         with pytest.raises(RelayError, match="no slot came free"):
-            await one.acquire()
+            await one.queue_for_slot()
         assert not one._waiters
 
     asyncio.run(run())

@@ -87,9 +87,9 @@ class ServedSpec(BaseModel):
             deployment = {k: v for k, v in data.items() if k not in MODEL_KEYS}
             return {**own, "name": data.get("name"), "deployments": [deployment]}
         deployments = data["deployments"]
-        if any(isinstance(d, dict) and "timeouts" in d for d in deployments or ()):
-            raise ValueError("timeouts are set on the model, for all of its deployments")
         if isinstance(deployments, list):
+            if any(isinstance(d, dict) and "timeouts" in d for d in deployments):
+                raise ValueError("timeouts are set on the model, for all of its deployments")
             # Each deployment serves the model's name; 'model' still picks the upstream's id.
             name = data.get("name")
             named = [{**d, "name": name} if isinstance(d, dict) else d for d in deployments]

@@ -1,5 +1,5 @@
 """What every adapter for a remote upstream shares: its config fields, its credentials,
-its timeouts, and posting to it with failures mapped onto the error tree."""
+its connect timeout, and posting to it with failures mapped onto the error tree."""
 
 from __future__ import annotations
 

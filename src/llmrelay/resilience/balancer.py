@@ -48,6 +48,7 @@ def choose(
     Those with a free slot come first; ``avoid`` (the one that just failed) is taken only
     when nothing else is available.
     """
+    # Most models have one deployment, and every request asks: skip the lists for it.
     if len(deployments) == 1:
         return deployments[0] if deployments[0].available(now) else None
     available = [d for d in deployments if d.available(now)]

@@ -80,18 +80,16 @@ class Deployment:
     # -- capacity ----------------------------------------------------------------------------
 
     def try_acquire(self) -> bool:
-        """Take a slot if one is free."""
+        """Take a slot if one is free; when none is, ``queue_for_slot``."""
         self.probing = self.tripped  # a request to a tripped deployment is its probe
         if self.has_room:
             self.in_flight += 1
             return True
         return False
 
-    async def acquire(self) -> None:
-        """Take a slot, queueing for one when all are taken; a full queue, or a wait longer
-        than the queue timeout, is a 429."""
-        if self.try_acquire():
-            return
+    async def queue_for_slot(self) -> None:
+        """Wait in the queue for a slot, which ``release`` hands over; a full queue, or a
+        wait longer than the queue timeout, is a 429."""
         if len(self._waiters) >= self.max_queue:
             raise self._busy("its queue is full")
         waiter = asyncio.get_running_loop().create_future()

@@ -132,11 +132,18 @@ class ServedModel:
 
     def _falls_back(self, error: RelayError) -> bool:
         """Whether a failure that retrying did not cure sends the request to a fallback."""
-        if error.status_code in RETRYABLE or error.status_code >= 500:
+        if _retryable(error):
             return True
         if error.code == "context_length_exceeded" or _CONTEXT_WINDOW.search(error.message):
             return True
         return self.fallback_on_content_filter and error.code == "content_filter"
+
+    @staticmethod
+    def _fall_back(chain: list[ServedModel], model: ServedModel, error: RelayError) -> None:
+        """Raise ``error`` unless ``model`` hands the request on to the next model in ``chain``."""
+        if model is chain[-1] or not model._falls_back(error):
+            raise error
+        log.warning("%s failed (%s); falling back", model.name, error.message)
 
     async def _whole(self, call: Whole[T]) -> T:
         trace = current_trace()
@@ -149,9 +156,7 @@ class ServedModel:
                 try:
                     reply = await model._attempt_whole(call, trace, timeouts, deadline, watchdog)
                 except RelayError as error:
-                    if model is chain[-1] or not model._falls_back(error):
-                        raise
-                    log.warning("%s failed (%s); falling back", model.name, error.message)
+                    self._fall_back(chain, model, error)
                     continue
                 if model is not chain[-1] and self._filtered(reply):
                     log.warning("%s filtered its answer; falling back", model.name)
@@ -181,9 +186,7 @@ class ServedModel:
                     )
                     break
                 except RelayError as error:
-                    if model is chain[-1] or not model._falls_back(error):
-                        raise
-                    log.warning("%s failed (%s); falling back", model.name, error.message)
+                    self._fall_back(chain, model, error)
             started = time.monotonic()
             try:
                 yield first
@@ -256,15 +259,16 @@ class ServedModel:
             source = call(deployment.provider)
             watchdog.arm(min(timeouts.first_byte, deadline - time.monotonic()))
             try:
-                first = await anext(source, None)
+                try:
+                    first = await anext(source, None)
+                finally:
+                    watchdog.disarm()
                 if first is None:
                     raise UpstreamMalformed(f"The upstream for '{self.name}' sent an empty stream.")
-                watchdog.disarm()
                 return deployment, source, first
             except RelayError as exc:
                 error: RelayError = exc
             except asyncio.CancelledError:
-                watchdog.disarm()
                 if not watchdog.fired():
                     await self._abandon(source, deployment)
                     raise
@@ -272,7 +276,6 @@ class ServedModel:
             except BaseException:
                 await self._abandon(source, deployment)
                 raise
-            watchdog.disarm()
             await self._abandon(source, deployment)
             self._failed(deployment, error)
             failed = (deployment, error)
@@ -298,7 +301,7 @@ class ServedModel:
             await asyncio.sleep(wait)
         trace.attempted(deployment.id)
         if not deployment.try_acquire():
-            await deployment.acquire()
+            await deployment.queue_for_slot()
         return deployment
 
     def _pick(
@@ -313,17 +316,14 @@ class ServedModel:
         they were rate limited) with a Retry-After for the soonest recovery.
         """
         now = time.monotonic()
-        if failed is None:
-            deployment = choose(self.deployments, self.strategy, now, None)
-            if deployment is None:
-                raise self._resting(now)
-            return deployment, 0.0
-        previous, error = failed
-        if not _retryable(error):
+        previous, error = failed if failed is not None else (None, None)
+        if error is not None and not _retryable(error):
             raise error
         deployment = choose(self.deployments, self.strategy, now, previous)
         if deployment is None:
             raise self._resting(now)
+        if error is None:
+            return deployment, 0.0
         wait = self.retry.backoff(attempt - 1)
         if deployment is previous:
             wait = max(wait, asked_delay(error.headers) or 0.0)
