@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import collections
 import itertools
+import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -31,7 +33,19 @@ def deployment(fake: FaultyUpstream, model: str, **more: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def relay(fake: FaultyUpstream, tmp_path_factory: Any) -> Iterator[Running]:
+def unanswered() -> Iterator[str]:
+    """The base URL of a port whose connection queue is full, so connecting hangs: the kernel
+    drops the handshakes it has no room for."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)):  # fills the queue
+            yield f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.fixture(scope="module")
+def relay(fake: FaultyUpstream, unanswered: str, tmp_path_factory: Any) -> Iterator[Running]:
     one = {"retry": RETRY, "timeouts": {"first_byte": 0.5, "idle": 0.3, "total": 5}}
     config = {
         "cooldown": {"failures": 1_000_000},
@@ -50,6 +64,11 @@ def relay(fake: FaultyUpstream, tmp_path_factory: Any) -> Iterator[Running]:
                 deployment(fake, "smart")
             ]},
             {"name": "cheap", **one, "deployments": [deployment(fake, "cheap")]},
+            {"name": "guarded", **one, "fallbacks": ["cheap"], "fallback_on_content_filter": True,
+             "deployments": [deployment(fake, "guarded")]},
+            {"name": "unreachable", "retry": {**RETRY, "attempts": 2}, "deployments": [
+                {"provider": "openai", "base_url": unanswered, "model": "unreachable"}
+            ]},
             {"name": "weighted", "routing": "weighted_random", "deployments": [
                 deployment(fake, "w1", id="w1"), deployment(fake, "w2", id="w2", weight=3)
             ]},
@@ -197,6 +216,20 @@ def test_the_client_can_lower_a_timeout(http: httpx.Client, fake: FaultyUpstream
     assert raised.json()["error"]["param"] == "x-llmrelay-timeout-total"
 
 
+def test_the_client_can_lower_the_connect_timeout(http: httpx.Client) -> None:
+    """The model's connect timeout is 10 s; the client's 0.2 s holds for each of its two
+    attempts, and a connect timeout is retried."""
+    started = time.monotonic()
+    reply = http.post(
+        "/chat/completions",
+        json={"model": "unreachable", "messages": HI},
+        headers={"x-llmrelay-timeout-connect": "0.2"},
+    )
+    assert time.monotonic() - started < 1.5
+    assert reply.status_code == 504
+    assert reply.headers["x-llmrelay-attempts"] == "2"
+
+
 @pytest.mark.parametrize(
     ("fault", "message"),
     [
@@ -277,6 +310,44 @@ def test_falls_back_when_the_context_window_is_exceeded(
     assert len(fake.seen("smart")) == 1  # not retried: the same prompt would not fit again
     fake.plan("smart", ["400"])
     assert ask(http, "smart").status_code == 400  # other 4xx: no fallback either
+
+
+@pytest.mark.parametrize("fault", ["filtered", "400-filter"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_falls_back_on_the_content_filter_when_configured(
+    http: httpx.Client, fake: FaultyUpstream, fault: str, stream: bool
+) -> None:
+    fake.plan("guarded", [fault])
+    reply = ask(http, "guarded", stream=stream)
+    assert reply.status_code == 200
+    assert reply.headers["x-llmrelay-deployment"] == "cheap/0"
+    assert reply.headers["x-llmrelay-attempts"] == "2"
+    assert "content_filter" not in reply.text
+    assert len(fake.seen("guarded")) == 1  # not retried: the same filter would stop it again
+    assert "Hello" in reply.text
+
+
+def test_a_stream_filtered_after_its_first_words_is_not_taken_back(
+    http: httpx.Client, fake: FaultyUpstream
+) -> None:
+    fake.plan("guarded", ["filtered-late"])
+    reply = ask(http, "guarded", stream=True)
+    assert reply.headers["x-llmrelay-deployment"] == "guarded/0"
+    events = [line for line in reply.text.split("\n") if line.startswith("data: {")]
+    chunks = [json.loads(line.removeprefix("data: ")) for line in events]
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "Hello"
+    assert chunks[-1]["choices"][0]["finish_reason"] == "content_filter"
+    assert len(fake.seen("cheap")) == 0
+
+
+def test_the_content_filter_is_final_unless_configured(
+    http: httpx.Client, fake: FaultyUpstream
+) -> None:
+    fake.plan("smart", ["filtered"])
+    reply = ask(http, "smart")
+    assert reply.headers["x-llmrelay-deployment"] == "smart/0"
+    assert reply.json()["choices"][0]["finish_reason"] == "content_filter"
+    assert len(fake.seen("cheap")) == 0
 
 
 # -- balancing and limits ---------------------------------------------------------------------

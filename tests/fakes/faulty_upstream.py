@@ -8,7 +8,8 @@ pieces, the finish reason, ``[DONE]``). The fault comes from the request's ``x-f
 
 - ``ok``: the reply
 - ``<status>``: that status with an OpenAI error body, such as ``500``, ``503``, ``529``,
-  ``400``, or ``400-context`` (``context_length_exceeded``)
+  ``400``, ``400-context`` (``context_length_exceeded``) or ``400-filter`` (``content_filter``,
+  as Azure refuses a prompt)
 - ``429:<seconds>``: a 429 with ``retry-after``; ``429-ms:<ms>`` with ``retry-after-ms``;
   ``429-date:<seconds>`` with ``retry-after`` as an HTTP date; ``429-reset:<duration>`` with
   ``x-ratelimit-reset-requests``
@@ -18,6 +19,8 @@ pieces, the finish reason, ``[DONE]``). The fault comes from the request's ``x-f
 - ``truncate``: streams the role and a piece, then ends the body without ``[DONE]``
 - ``malformed``: streams the role, then a chunk that is not JSON
 - ``drip:<seconds>``: streams the whole reply one byte at a time, that long apart
+- ``filtered``: the content filter stops the answer before any words (whole or streamed)
+- ``filtered-late``: streams the role and a piece, then stops on the content filter
 
 Every request is recorded with the monotonic time it arrived; a stream's end records when,
 and whether the gateway hung up first.
@@ -85,7 +88,7 @@ class FaultyUpstream(FakeServer):
         if kind.split("-")[0].isdigit():
             return _error(kind, arg)
         if not body.get("stream"):
-            return web.json_response(_completion(model))
+            return web.json_response(_completion(model, filtered=kind == "filtered"))
         return await self._stream(request, model, kind, arg, arrival)
 
     async def _stream(
@@ -100,6 +103,10 @@ class FaultyUpstream(FakeServer):
                 for byte in b"".join(events):
                     await response.write(bytes([byte]))
                     await asyncio.sleep(float(arg))
+            elif kind.startswith("filtered"):
+                said = events[:2] if kind == "filtered-late" else events[:1]
+                stop = [_chunk(model, {}, "content_filter"), events[-1]]
+                await response.write(b"".join(said + stop))
             elif kind == "malformed":
                 await response.write(events[0] + b"data: {not json\n\n")
             elif kind in ("stall-stream", "truncate"):
@@ -136,18 +143,20 @@ def _error(kind: str, arg: str) -> web.Response:
         headers["retry-after"] = formatdate(time.time() + float(arg), usegmt=True)
     elif kind == "429-reset":
         headers["x-ratelimit-reset-requests"] = arg
-    code = "context_length_exceeded" if kind == "400-context" else None
+    code = {"400-context": "context_length_exceeded", "400-filter": "content_filter"}.get(kind)
     error_type = "invalid_request_error" if status < 500 else "server_error"
     error = {"message": f"Injected {kind}.", "type": error_type, "param": None, "code": code}
     return web.json_response({"error": error}, status=status, headers=headers)
 
 
-def _completion(model: str) -> dict[str, Any]:
-    message = {"role": "assistant", "content": "".join(TEXT), "refusal": None}
+def _completion(model: str, filtered: bool) -> dict[str, Any]:
+    content = "" if filtered else "".join(TEXT)
+    finish = "content_filter" if filtered else "stop"
+    message = {"role": "assistant", "content": content, "refusal": None}
     return {
         "id": "chatcmpl-faulty", "object": "chat.completion", "created": 1700000000,
         "model": model,
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish}],
         "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
     }  # fmt: skip
 

@@ -11,6 +11,7 @@ import aiohttp
 from pydantic import Field, SecretStr
 
 from ..errors import UpstreamError, upstream_error
+from ..resilience.trace import current_trace
 from ..upstream import upstream_errors
 from .base import ModelSpec, Provider
 
@@ -46,6 +47,13 @@ class HTTPProvider(Provider):
         # Only connecting is timed here: the model times the rest, whatever the provider.
         self._timeout = aiohttp.ClientTimeout(total=None, connect=spec.timeouts.connect)
 
+    def _timeout_now(self) -> aiohttp.ClientTimeout:
+        """The connect timeout, lowered when the client of this request asked for less."""
+        asked = current_trace().asked_timeouts.get("connect")
+        if asked is None or asked >= self.spec.timeouts.connect:
+            return self._timeout
+        return aiohttp.ClientTimeout(total=None, connect=asked)
+
     def auth_headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.secrets[0]}"} if self.secrets else {}
 
@@ -57,7 +65,7 @@ class HTTPProvider(Provider):
         """POST ``payload`` and return the whole reply body, or raise the mapped error."""
         with upstream_errors(self.name):
             async with self.http.post(
-                url, data=payload, headers=self.headers, timeout=self._timeout
+                url, data=payload, headers=self.headers, timeout=self._timeout_now()
             ) as response:
                 body = await response.read()
         if response.status >= 400:
@@ -69,7 +77,7 @@ class HTTPProvider(Provider):
         """POST ``payload`` for a streamed reply; an error status raises the mapped error."""
         with upstream_errors(self.name):
             response = await self.http.post(
-                url, data=payload, headers=self.headers, timeout=self._timeout
+                url, data=payload, headers=self.headers, timeout=self._timeout_now()
             )
         try:
             if response.status >= 400:

@@ -29,6 +29,7 @@ from ..schemas import (
 from .balancer import STRATEGIES, Routing, choose
 from .delays import asked_delay
 from .deployment import Deployment
+from .filtering import ContentFiltered, filtered, screened
 from .policy import Retry, Timeouts
 from .trace import Trace, current_trace
 from .watchdog import Watchdog
@@ -154,23 +155,19 @@ class ServedModel:
         try:
             for model in chain:
                 try:
-                    reply = await model._attempt_whole(call, trace, timeouts, deadline, watchdog)
+                    return await model._attempt_whole(
+                        call, trace, timeouts, deadline, watchdog, model._screens(chain)
+                    )
                 except RelayError as error:
                     self._fall_back(chain, model, error)
-                    continue
-                if model is not chain[-1] and self._filtered(reply):
-                    log.warning("%s filtered its answer; falling back", model.name)
-                    continue
-                return reply
         finally:
             watchdog.close()
         raise AssertionError("unreachable: the last model returns or raises")
 
-    def _filtered(self, reply: object) -> bool:
-        if not self.fallback_on_content_filter or not isinstance(reply, dict):
-            return False
-        choices = reply.get("choices") or ()
-        return any(c.get("finish_reason") == "content_filter" for c in choices)
+    def _screens(self, chain: list[ServedModel]) -> bool:
+        """Whether this model's answers are checked for the content filter: only when a
+        fallback could give another answer."""
+        return self.fallback_on_content_filter and self is not chain[-1]
 
     async def _stream(self, call: Streamed) -> ChunkStream:
         trace = current_trace()
@@ -181,13 +178,12 @@ class ServedModel:
         try:
             for model in chain:
                 try:
-                    deployment, source, first = await model._open_stream(
-                        call, trace, timeouts, deadline, watchdog
+                    deployment, source, first, waited = await model._open_stream(
+                        call, trace, timeouts, deadline, watchdog, model._screens(chain)
                     )
                     break
                 except RelayError as error:
                     self._fall_back(chain, model, error)
-            started = time.monotonic()
             try:
                 yield first
                 # From here on nothing is retried: the client has the start of this answer.
@@ -207,7 +203,7 @@ class ServedModel:
                 self._failed(deployment, error)
                 raise
             else:
-                deployment.succeeded(time.monotonic() - started)
+                deployment.succeeded(waited)
             finally:
                 await source.aclose()
                 deployment.release()
@@ -217,7 +213,13 @@ class ServedModel:
     # -- attempts on this model's deployments --------------------------------------------------
 
     async def _attempt_whole(
-        self, call: Whole[T], trace: Trace, timeouts: Timeouts, deadline: float, watchdog: Watchdog
+        self,
+        call: Whole[T],
+        trace: Trace,
+        timeouts: Timeouts,
+        deadline: float,
+        watchdog: Watchdog,
+        screen: bool,
     ) -> T:
         failed: tuple[Deployment, RelayError] | None = None
         for attempt in range(1, self.retry.attempts + 1):
@@ -234,6 +236,8 @@ class ServedModel:
                 error = self._timed_out("no reply in time")
             else:
                 deployment.succeeded(time.monotonic() - started)
+                if screen and filtered(reply):
+                    raise ContentFiltered(self.name)
                 return reply
             finally:
                 watchdog.disarm()
@@ -250,22 +254,27 @@ class ServedModel:
         timeouts: Timeouts,
         deadline: float,
         watchdog: Watchdog,
-    ) -> tuple[Deployment, ChunkStream, list[JSONObject]]:
-        """A stream from the first deployment to start one, with its first batch; failures
-        before that batch are retried, since the client has not seen a byte."""
+        screen: bool,
+    ) -> tuple[Deployment, ChunkStream, list[JSONObject], float]:
+        """A stream from the first deployment to start one, with its first batch and the
+        seconds it took to come; failures before that batch are retried, since the client
+        has not seen a byte. A screened stream's first batch runs to its first words."""
         failed: tuple[Deployment, RelayError] | None = None
         for attempt in range(1, self.retry.attempts + 1):
             deployment = await self._next(attempt, failed, deadline, trace)
             source = call(deployment.provider)
-            watchdog.arm(min(timeouts.first_byte, deadline - time.monotonic()))
+            started = time.monotonic()
+            watchdog.arm(min(timeouts.first_byte, deadline - started))
             try:
                 try:
                     first = await anext(source, None)
+                    if screen and first is not None:
+                        first = await screened(source, first, self.name)
                 finally:
                     watchdog.disarm()
-                if first is None:
+                if not first:
                     raise UpstreamMalformed(f"The upstream for '{self.name}' sent an empty stream.")
-                return deployment, source, first
+                return deployment, source, first, time.monotonic() - started
             except RelayError as exc:
                 error: RelayError = exc
             except asyncio.CancelledError:

@@ -28,8 +28,8 @@ class Retry(_Settings):
 
 
 class Timeouts(_Settings):
-    """Seconds. A client can lower ``first_byte``, ``idle`` and ``total`` for one request
-    with the ``x-llmrelay-timeout-*`` headers, never raise them."""
+    """Seconds. A client can lower each of them for one request with the
+    ``x-llmrelay-timeout-*`` headers, never raise them."""
 
     connect: float = Field(default=10, gt=0)
     first_byte: float = Field(

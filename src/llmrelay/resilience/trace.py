@@ -10,6 +10,7 @@ from ..errors import InvalidRequest
 
 # The request headers a client lowers each timeout with, for that request only.
 TIMEOUT_HEADERS = {
+    b"x-llmrelay-timeout-connect": "connect",
     b"x-llmrelay-timeout-first-byte": "first_byte",
     b"x-llmrelay-timeout-idle": "idle",
     b"x-llmrelay-timeout-total": "total",
