@@ -289,6 +289,25 @@ def test_failures_in_a_row_cool_a_deployment_down(http: httpx.Client, fake: Faul
     assert ask(http, "breaker").status_code == 200
 
 
+def test_a_probe_that_starts_a_stream_ends_the_rest(
+    relay: Running, http: httpx.Client, fake: FaultyUpstream
+) -> None:
+    """The deployment answered, so it takes requests again while the probe's stream goes on."""
+    fake.plan("breaker", ["500", "500", "stall-stream:1"])
+    assert ask(http, "breaker").status_code == 500
+    assert ask(http, "breaker").status_code == 500
+    time.sleep(0.55)
+    body = {"model": "breaker", "messages": HI, "stream": True}
+    with (
+        httpx.Client(base_url=relay.v1, timeout=10) as client,
+        client.stream("POST", "/chat/completions", json=body) as probe,
+    ):
+        pieces = probe.iter_bytes()
+        next(pieces)
+        assert ask(http, "breaker").status_code == 200
+        assert b"".join(pieces).endswith(b"data: [DONE]\n\n")
+
+
 # -- fallbacks --------------------------------------------------------------------------------
 
 

@@ -178,7 +178,7 @@ class ServedModel:
         try:
             for model in chain:
                 try:
-                    deployment, source, first, waited = await model._open_stream(
+                    deployment, source, first = await model._open_stream(
                         call, trace, timeouts, deadline, watchdog, model._screens(chain)
                     )
                     break
@@ -202,8 +202,6 @@ class ServedModel:
             except RelayError as error:
                 self._failed(deployment, error)
                 raise
-            else:
-                deployment.succeeded(waited)
             finally:
                 await source.aclose()
                 deployment.release()
@@ -255,10 +253,12 @@ class ServedModel:
         deadline: float,
         watchdog: Watchdog,
         screen: bool,
-    ) -> tuple[Deployment, ChunkStream, list[JSONObject], float]:
-        """A stream from the first deployment to start one, with its first batch and the
-        seconds it took to come; failures before that batch are retried, since the client
-        has not seen a byte. A screened stream's first batch runs to its first words."""
+    ) -> tuple[Deployment, ChunkStream, list[JSONObject]]:
+        """A stream from the first deployment to start one, with its first batch; failures
+        before that batch are retried, since the client has not seen a byte. A deployment
+        that starts a stream has answered, and counts as a success at once, so that a
+        probe's long stream does not keep its deployment resting. A screened stream's
+        first batch runs to its first words."""
         failed: tuple[Deployment, RelayError] | None = None
         for attempt in range(1, self.retry.attempts + 1):
             deployment = await self._next(attempt, failed, deadline, trace)
@@ -274,7 +274,8 @@ class ServedModel:
                     watchdog.disarm()
                 if not first:
                     raise UpstreamMalformed(f"The upstream for '{self.name}' sent an empty stream.")
-                return deployment, source, first, time.monotonic() - started
+                deployment.succeeded(time.monotonic() - started)
+                return deployment, source, first
             except RelayError as exc:
                 error: RelayError = exc
             except asyncio.CancelledError:
