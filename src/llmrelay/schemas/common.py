@@ -42,7 +42,8 @@ class OpenRequest(OpenModel):
 
     def parsed_from(self, body: bytes) -> Self:
         """Remember the client's bytes this was validated from."""
-        self._source = body
+        # Past pydantic's __setattr__, which looks for validators and private attributes first.
+        object.__setattr__(self, "_source", body)
         return self
 
     def wire_json(self, **overrides: Any) -> bytes:
