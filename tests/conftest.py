@@ -65,7 +65,12 @@ def run_gateway(config: dict[str, Any], tmp: Path) -> Iterator[Running]:
     Unless the config says otherwise, a failure is tried once and never cools a deployment
     down, so that tests of what one upstream answers see that answer each time.
     """
-    config = {"retry": {"attempts": 1}, "cooldown": {"failures": 1_000_000}, **config}
+    config = {
+        "retry": {"attempts": 1},
+        "cooldown": {"failures": 1_000_000},
+        "data_dir": str(tmp / f"data-{free_port()}"),
+        **config,
+    }
     path = tmp / f"config-{free_port()}.yaml"
     path.write_text(yaml.safe_dump(config))
     app = create_app(load_config(path, {}))

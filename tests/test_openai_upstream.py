@@ -141,15 +141,18 @@ def test_streamed_parallel_tool_calls(client: openai.OpenAI) -> None:
 
 def test_response_format_is_forwarded(client: openai.OpenAI, upstream: FakeUpstream) -> None:
     schema = {"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}
-    client.chat.completions.create(
-        model="fake-model",
-        messages=[{"role": "user", "content": "A recipe"}],
-        response_format={
-            "type": "json_schema",
-            "json_schema": {"name": "recipe", "schema": schema, "strict": True},
-        },
-    )
-    assert upstream.last().body["response_format"]["json_schema"]["schema"] == schema
+    response_format = {
+        "type": "json_schema",
+        "json_schema": {"name": "recipe", "schema": schema, "strict": True},
+    }
+    # The fake answers in words, so the strict schema's guarantee ends in a 502.
+    with pytest.raises(openai.InternalServerError):
+        client.chat.completions.create(
+            model="fake-model",
+            messages=[{"role": "user", "content": "A recipe"}],
+            response_format=response_format,  # type: ignore[arg-type]
+        )
+    assert upstream.last().body["response_format"] == response_format
 
 
 def test_legacy_completions(client: openai.OpenAI) -> None:

@@ -12,11 +12,12 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__, logs
-from .api import anthropic, health, openai, simple_chat, vllm
+from .api import anthropic, health, jobs, openai, simple_chat, vllm
 from .api.deps import json_response
 from .api.routing import Endpoint, Router, endpoint, openapi_document, swagger_page
 from .config import Config
 from .gateway import Gateway
+from .jobs.service import JobService
 from .middleware import GatewayMiddleware
 from .upstream import create_session
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 TITLE = "llmrelay"
 ENDPOINTS: list[Endpoint] = [
     *openai.ENDPOINTS,
+    *jobs.ENDPOINTS,
     *anthropic.ENDPOINTS,
     *simple_chat.ENDPOINTS,
     *vllm.ENDPOINTS,
@@ -65,12 +67,16 @@ class App:
     async def _running(self) -> AsyncIterator[None]:
         async with create_session() as http:
             gateway = Gateway(self.config, http)
+            jobs = JobService(self.config.jobs, self.config.data_dir, gateway)
             try:
                 await gateway.start()
+                await jobs.start()
+                gateway.jobs = jobs
                 self.gateway = gateway
                 yield
             finally:
                 self.gateway = None
+                await jobs.close()
                 await gateway.close()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from .jobs.settings import JobsSpec
 from .providers import PROVIDERS
 from .providers.base import ModelSpec
 from .providers.http import RemoteSpec
@@ -115,6 +116,10 @@ class Config(BaseModel):
     retry: Retry = Field(default_factory=Retry)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     cooldown: Cooldown = Field(default_factory=Cooldown)
+    data_dir: str = Field(
+        default=".llmrelay", description="Where the gateway keeps its files, such as jobs.db."
+    )
+    jobs: JobsSpec = Field(default_factory=JobsSpec)
 
     @field_validator("models")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -13,6 +14,9 @@ from .errors import ModelNotFound
 from .providers import PROVIDERS
 from .resilience.deployment import Deployment
 from .resilience.model import ServedModel
+
+if TYPE_CHECKING:
+    from .jobs.service import JobService
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,7 @@ class Gateway:
         for spec in config.models:
             self.models[spec.name] = self._served(spec)
         self.default_model = config.default_model or next(iter(self.models))
+        self.jobs: JobService | None = None  # set once the jobs service has started
 
     def _served(self, spec: ServedSpec) -> ServedModel:
         assert spec.retry and spec.timeouts and spec.cooldown  # the config settles them

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .. import structured
 from ..errors import ModelNotFound
 from ..gateway import Gateway
-from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, JSONObject
 from ..streaming import EventStreamResponse, run_until_disconnect
 from .deps import json_response, parse_body
 from .routing import endpoint
 
 TAG = "OpenAI"
+log = logging.getLogger(__name__)
 
 
 @endpoint("POST", "/v1/chat/completions", TAG, body=ChatCompletionRequest, stream=True)
@@ -22,7 +26,18 @@ async def chat_completions(request: Request, gateway: Gateway) -> Response:
     provider = gateway.resolve(body.model)
     if body.stream:
         return EventStreamResponse(provider.chat_stream(body))
+    if structured.strict(body):
+        guaranteed = structured.answer(
+            body, provider.chat, gateway.config.jobs.max_attempts, _attempted
+        )
+        reply, _ = await run_until_disconnect(guaranteed, request.receive)
+        return json_response(reply)
     return json_response(await run_until_disconnect(provider.chat(body), request.receive))
+
+
+def _attempted(attempt: JSONObject) -> None:
+    if attempt.get("errors"):
+        log.info("structured output, attempt %(attempt)d: %(outcome)s: %(errors)s", attempt)
 
 
 @endpoint("POST", "/v1/completions", TAG, body=CompletionRequest, stream=True)

@@ -1,0 +1,127 @@
+"""The jobs surface: submit a chat request, then poll it or be pushed its progress."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, get_args
+
+from pydantic import Field
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ..errors import InvalidRequest, UnsupportedParameter
+from ..gateway import Gateway
+from ..jobs.job import Status
+from ..jobs.service import JobService
+from ..schemas import ChatCompletionRequest
+from ..streaming import ChunkStream, EventStreamResponse
+from .deps import json_response, parse_body
+from .routing import QueryParam, endpoint
+
+TAG = "Jobs"
+STATUSES = frozenset(get_args(Status))
+MAX_LIMIT = 100
+
+
+class JobRequest(ChatCompletionRequest):
+    """A chat-completion request, run as a job."""
+
+    metadata: dict[str, Any] | None = Field(default=None, description="Kept with the job.")
+    webhook_url: str | None = None
+
+
+def _jobs(gateway: Gateway) -> JobService:
+    assert gateway.jobs is not None, "the jobs service starts with the gateway"
+    return gateway.jobs
+
+
+@endpoint("POST", "/v1/jobs", TAG, body=JobRequest)
+async def submit_job(request: Request, gateway: Gateway) -> Response:
+    """Submit a chat-completion request as a job; 202 with the job, polled at its Location.
+
+    A repeat of a deterministic request (temperature 0 or a seed), or of an
+    Idempotency-Key, gets the existing job with 200 and `x-llmrelay-dedup: hit`.
+    """
+    body = await parse_body(request, JobRequest)
+    if body.webhook_url is not None:
+        raise UnsupportedParameter("webhook_url", "jobs yet; poll the job or watch its events")
+    chat = ChatCompletionRequest.model_validate(
+        body.model_dump(exclude={"metadata", "webhook_url"}, exclude_unset=True, by_alias=True)
+    )
+    key = request.headers.get("idempotency-key")
+    job, repeated = await _jobs(gateway).submit(chat, body.metadata or {}, key)
+    view = job.public()
+    retry = max(1, math.ceil((view["poll_after_ms"] or 1000) / 1000))
+    headers = {"location": f"/v1/jobs/{job.id}", "retry-after": str(retry)}
+    if repeated:
+        headers["x-llmrelay-dedup"] = "hit"
+    response = json_response(view, 200 if repeated else 202)
+    response.headers.update(headers)
+    return response
+
+
+@endpoint("GET", "/v1/jobs/{job_id}", TAG)
+async def get_job(request: Request, gateway: Gateway) -> Response:
+    """The job, with its status, progress and, once completed, its result."""
+    job = await _jobs(gateway).get(request.path_params["job_id"])
+    return json_response(job.public())
+
+
+@endpoint(
+    "GET",
+    "/v1/jobs",
+    TAG,
+    query=[
+        QueryParam("status", "Only jobs with this status."),
+        QueryParam("limit", f"At most this many, 1 to {MAX_LIMIT}; 20 by default."),
+        QueryParam("after", "Only jobs older than this job id, for the next page."),
+    ],
+)
+async def list_jobs(request: Request, gateway: Gateway) -> Response:
+    """Jobs, newest first."""
+    status = request.query_params.get("status")
+    if status is not None and status not in STATUSES:
+        raise InvalidRequest(
+            f"'status' must be one of {', '.join(sorted(STATUSES))}.", param="status"
+        )
+    limit = _limit(request.query_params.get("limit", "20"))
+    jobs = await _jobs(gateway).recent(status, limit + 1, request.query_params.get("after"))
+    page = [job.public() for job in jobs[:limit]]
+    return json_response(
+        {
+            "object": "list",
+            "data": page,
+            "first_id": page[0]["id"] if page else None,
+            "last_id": page[-1]["id"] if page else None,
+            "has_more": len(jobs) > limit,
+        }
+    )
+
+
+@endpoint("POST", "/v1/jobs/{job_id}/cancel", TAG)
+async def cancel_job(request: Request, gateway: Gateway) -> Response:
+    """Cancel the job, closing its upstream request if one is in flight."""
+    job = await _jobs(gateway).cancel(request.path_params["job_id"])
+    return json_response(job.public())
+
+
+@endpoint("GET", "/v1/jobs/{job_id}/events", TAG, stream=True)
+async def job_events(request: Request, gateway: Gateway) -> Response:
+    """Server-sent events: the job object each time it changes, until it has ended."""
+    return EventStreamResponse(_updates(_jobs(gateway), request.path_params["job_id"]), closing=b"")
+
+
+async def _updates(jobs: JobService, job_id: str) -> ChunkStream:
+    async for job in jobs.watch(job_id):
+        yield [job.public()]
+
+
+def _limit(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+        raise InvalidRequest(
+            f"'limit' must be a whole number from 1 to {MAX_LIMIT}.", param="limit"
+        )
+    return int(value)
+
+
+ENDPOINTS = [submit_job, list_jobs, get_job, cancel_job, job_events]

@@ -1,0 +1,133 @@
+"""Jobs survive their workers: leases fence a worker that lost its job, and a gateway killed
+mid-job leaves every accepted job to finish, once, after it restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from llmrelay.jobs.job import Job, new_id
+from llmrelay.jobs.sqlite import SQLiteStore
+
+from .conftest import free_port
+from .fakes.scripted_upstream import ScriptedUpstream
+
+HI = [{"role": "user", "content": "Count, please."}]
+
+
+def test_a_worker_whose_lease_ran_out_cannot_finish(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        store = SQLiteStore(tmp_path / "jobs.db")
+        await store.open()
+        try:
+            job = await store.submit(Job(id=new_id(), model="m", request={}))
+            first = await store.claim("worker-a", lease=0.1)
+            assert first is not None and first.id == job.id and first.runs == 1
+            assert await store.claim("worker-b", lease=10) is None  # held by a
+            await asyncio.sleep(0.15)
+            second = await store.claim("worker-b", lease=10)  # a's lease ran out
+            assert second is not None and second.runs == 2
+            first.status = second.status = "completed"
+            assert not await store.save(first, "worker-a", lease=10)
+            assert not await store.finish(first, "worker-a")
+            assert await store.finish(second, "worker-b")
+            assert not await store.finish(second, "worker-b")  # and only once
+            ended = await store.get(job.id)
+            assert ended is not None and ended.status == "completed"
+            assert ended.finished_at is not None
+            assert await store.purge(time.time() + 1) == 1
+            assert await store.get(job.id) is None
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.fixture
+def upstream() -> Iterator[ScriptedUpstream]:
+    with ScriptedUpstream() as server:
+        server.pace = 0.1
+        yield server
+
+
+def serve(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMRELAY_", "OPENAI_"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llmrelay", "serve", "--config", str(config), "--port", str(port)],
+        cwd=config.parent,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(log.read_text())
+
+
+def test_kill_9_mid_job_and_every_job_completes_once(
+    tmp_path: Path, upstream: ScriptedUpstream
+) -> None:
+    config = tmp_path / "llmrelay.yaml"
+    model = {"name": "count", "provider": "openai", "base_url": upstream.base_url, "model": "count"}
+    settings: dict[str, Any] = {
+        "models": [model],
+        "data_dir": str(tmp_path / "data"),
+        "jobs": {"workers": 2, "lease_seconds": 1},
+    }
+    config.write_text(yaml.safe_dump(settings))
+    upstream.script("count", [" ".join(str(n) for n in range(20))] * 2)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/v1"
+    log = tmp_path / "serve.log"
+    first = serve(config, port, log)
+    try:
+        ids = [
+            httpx.post(url + "/jobs", json={"model": "count", "messages": HI}).json()["id"]
+            for _ in range(4)
+        ]
+        deadline = time.monotonic() + 10
+        while not any(
+            httpx.get(f"{url}/jobs/{job_id}").json()["stage"] == "generating" for job_id in ids
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        first.kill()
+    second = serve(config, port, log)
+    try:
+        deadline = time.monotonic() + 60
+        jobs: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            jobs = [httpx.get(f"{url}/jobs/{job_id}").json() for job_id in ids]
+            if all(job["status"] in ("completed", "failed", "cancelled") for job in jobs):
+                break
+            time.sleep(0.1)
+        assert [job["status"] for job in jobs] == ["completed"] * 4, jobs
+        # The jobs the killed gateway had begun (two workers: two at most) were asked again.
+        interrupted = [job for job in jobs if job["attempts"] == 2]
+        assert 1 <= len(interrupted) <= 2
+        assert all(job["attempts"] in (1, 2) for job in jobs)
+        assert 4 + len(interrupted) <= len(upstream.asked("count")) <= 4 + 2
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(15)
