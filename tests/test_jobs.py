@@ -11,6 +11,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from websockets.exceptions import ConnectionClosedError, InvalidStatus
+from websockets.sync.client import connect
 
 from .conftest import Running, run_gateway
 from .fakes.scripted_upstream import ScriptedUpstream
@@ -325,3 +327,53 @@ def test_a_schema_that_is_not_strict_passes_the_answer_through(
     upstream.script("stubborn", ["nope"])
     reply = client.chat.completions.create(model="stubborn", messages=HI, response_format=RECIPE)
     assert reply.choices[0].message.content == "nope"
+
+
+# -- WebSocket push ---------------------------------------------------------------------------
+
+
+def socket_url(running: Running, path: str) -> str:
+    return running.v1.replace("http://", "ws://") + path
+
+
+def test_a_websocket_pushes_each_change_then_closes(
+    relay: Running, http: httpx.Client, upstream: ScriptedUpstream
+) -> None:
+    upstream.pace = 0.05
+    upstream.script("slow", [" ".join(["word"] * 20)])
+    job_id = submit(http, "slow", max_tokens=20).json()["id"]
+    with connect(socket_url(relay, f"/jobs/{job_id}/ws")) as socket:
+        updates = [json.loads(message) for message in socket]
+        assert socket.close_code == 1000
+    assert updates[-1]["status"] == "completed" and updates[-1]["progress"] == 100
+    assert len(updates) >= 3
+    assert [u["progress"] for u in updates] == sorted(u["progress"] for u in updates)
+
+
+def test_a_websocket_for_an_unknown_job_closes_with_4404(relay: Running) -> None:
+    with connect(socket_url(relay, "/jobs/job_nope/ws")) as socket:
+        with pytest.raises(ConnectionClosedError):
+            socket.recv()
+        assert socket.close_code == 4404
+
+
+def test_websockets_need_a_key_when_the_gateway_has_keys(
+    upstream: ScriptedUpstream, tmp_path: Any
+) -> None:
+    model = {"name": "plain", "provider": "openai", "base_url": upstream.base_url}
+    with run_gateway({"models": [model], "api_keys": ["relay-key"]}, tmp_path) as running:
+        job = httpx.post(
+            running.v1 + "/jobs",
+            json={"model": "plain", "messages": HI},
+            headers={"authorization": "Bearer relay-key"},
+        ).json()
+        url = socket_url(running, f"/jobs/{job['id']}/ws")
+        with pytest.raises(InvalidStatus) as refused:
+            connect(url)
+        assert refused.value.response.status_code == 403
+        for allowed in (
+            connect(url + "?api_key=relay-key"),
+            connect(url, additional_headers={"authorization": "Bearer relay-key"}),
+        ):
+            with allowed as socket:
+                assert json.loads(list(socket)[-1])["status"] == "completed"

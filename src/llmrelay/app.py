@@ -9,7 +9,9 @@ from contextlib import asynccontextmanager
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from . import __version__, logs
 from .api import anthropic, health, jobs, openai, simple_chat, vllm
@@ -51,17 +53,32 @@ class App:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.router = Router([*ENDPOINTS, openapi_json, docs])
+        self.sockets = [(compile_path(path)[0], handler) for path, handler in jobs.SOCKETS]
         self.gateway: Gateway | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        if scope["type"] != "http" or self.gateway is None:
+        if self.gateway is None:
+            return
+        if scope["type"] == "websocket":
+            await self._socket(scope, receive, send, self.gateway)
+            return
+        if scope["type"] != "http":
             return
         endpoint, scope["path_params"] = self.router.match(scope["method"], scope["path"])
         response = await endpoint.handler(Request(scope, receive), self.gateway)
         await response(scope, receive, send)
+
+    async def _socket(self, scope: Scope, receive: Receive, send: Send, gateway: Gateway) -> None:
+        for path, handler in self.sockets:
+            found = path.match(scope["path"])
+            if found:
+                scope["path_params"] = found.groupdict()
+                await handler(WebSocket(scope, receive, send), gateway)
+                return
+        await send({"type": "websocket.close", "code": 1008})
 
     @asynccontextmanager
     async def _running(self) -> AsyncIterator[None]:

@@ -18,6 +18,7 @@ import re
 import secrets
 import time
 from collections.abc import Sequence
+from urllib.parse import parse_qs
 
 import orjson
 from starlette.middleware.cors import CORSMiddleware
@@ -62,6 +63,10 @@ class GatewayMiddleware:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and not self._socket_allowed(scope):
+            # Refused before the handshake completes: the client sees a 403.
+            await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -118,11 +123,7 @@ class GatewayMiddleware:
         if not scope["path"].startswith(("/v1/", "/chat", "/tokenize", "/detokenize")):
             return length
         presented = _presented_key(headers)
-        # Compare against every key so the time taken does not reveal which one matched.
-        matched = False
-        for key in self.api_keys:
-            matched |= hmac.compare_digest(presented, key)
-        if not matched:
+        if not self._known(presented):
             message = (
                 "Incorrect API key provided."
                 if presented
@@ -130,6 +131,24 @@ class GatewayMiddleware:
             )
             raise AuthenticationFailed(message)
         return length
+
+    def _known(self, presented: bytes) -> bool:
+        # Compare against every key so the time taken does not reveal which one matched.
+        matched = False
+        for key in self.api_keys:
+            matched |= hmac.compare_digest(presented, key)
+        return matched
+
+    def _socket_allowed(self, scope: Scope) -> bool:
+        """A WebSocket presents its key as a header, or, since browsers cannot set headers
+        on one, as the ``api_key`` query parameter."""
+        if not self.api_keys:
+            return True
+        presented = _presented_key(dict(scope["headers"]))
+        if not presented:
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            presented = (query.get("api_key") or [""])[0].encode()
+        return self._known(presented)
 
     def _limited(self, receive: Receive) -> Receive:
         limit = self.max_body_bytes

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any, get_args
 
+import orjson
 from pydantic import Field
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.websockets import WebSocket
 
 from ..errors import InvalidRequest, UnsupportedParameter
 from ..gateway import Gateway
 from ..jobs.job import Status
-from ..jobs.service import JobService
+from ..jobs.service import JobNotFound, JobService
 from ..schemas import ChatCompletionRequest
 from ..streaming import ChunkStream, EventStreamResponse
 from .deps import json_response, parse_body
@@ -116,6 +119,36 @@ async def _updates(jobs: JobService, job_id: str) -> ChunkStream:
         yield [job.public()]
 
 
+async def job_socket(websocket: WebSocket, gateway: Gateway) -> None:
+    """The job object each time it changes, pushed as a text message, until it has ended;
+    then the socket closes normally. An unknown job closes it with 4404."""
+    await websocket.accept()
+
+    async def push() -> None:
+        async for job in _jobs(gateway).watch(websocket.path_params["job_id"]):
+            await websocket.send_text(orjson.dumps(job.public()).decode())
+
+    async def listen() -> None:
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
+    pushing, listening = asyncio.create_task(push()), asyncio.create_task(listen())
+    try:
+        await asyncio.wait({pushing, listening}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        listening.cancel()
+        pushing.cancel()
+    if listening.done():
+        return  # the client left
+    error = pushing.exception()
+    if isinstance(error, JobNotFound):
+        await websocket.close(4404, error.message)
+    elif error is not None:
+        raise error
+    else:
+        await websocket.close()
+
+
 def _limit(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
         raise InvalidRequest(
@@ -125,3 +158,4 @@ def _limit(value: str) -> int:
 
 
 ENDPOINTS = [submit_job, list_jobs, get_job, cancel_job, job_events]
+SOCKETS = [("/v1/jobs/{job_id}/ws", job_socket)]
