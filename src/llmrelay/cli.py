@@ -16,6 +16,7 @@ from dotenv import load_dotenv
 
 from . import __version__
 from .config import Config, ConfigError, load_config
+from .jobs import commands as jobs_commands
 from .streaming import SSEDecoder
 
 CONFIG_ENV = "LLMRELAY_CONFIG"
@@ -62,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--url", default=os.environ.get("LLMRELAY_URL", "http://127.0.0.1:8000"))
     chat.add_argument("--api-key", default=os.environ.get("LLMRELAY_API_KEY"))
     chat.set_defaults(run=_chat)
+
+    jobs_commands.register(commands)
     return parser
 
 
