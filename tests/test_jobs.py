@@ -61,6 +61,13 @@ def submit(http: httpx.Client, model: str, **more: Any) -> httpx.Response:
     return http.post("/jobs", json={"model": model, "messages": HI, **more})
 
 
+def slow_job(http: httpx.Client, upstream: ScriptedUpstream, pace: float) -> str:
+    """A job whose answer streams 20 words, ``pace`` seconds apart."""
+    upstream.pace = pace
+    upstream.script("slow", [" ".join(["word"] * 20)])
+    return str(submit(http, "slow", max_tokens=20).json()["id"])
+
+
 def wait(http: httpx.Client, job_id: str, seconds: float = 20) -> dict[str, Any]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -235,9 +242,7 @@ def test_a_job_fails_after_the_attempts_run_out(
 def test_events_push_each_change_until_the_end(
     relay: Running, http: httpx.Client, upstream: ScriptedUpstream
 ) -> None:
-    upstream.pace = 0.1
-    upstream.script("slow", [" ".join(["word"] * 20)])
-    job_id = submit(http, "slow", max_tokens=20).json()["id"]
+    job_id = slow_job(http, upstream, pace=0.1)
     with httpx.Client(base_url=relay.v1, timeout=30) as client:
         raw = client.get(f"/jobs/{job_id}/events")
     assert raw.headers["content-type"].startswith("text/event-stream")
@@ -339,9 +344,7 @@ def socket_url(running: Running, path: str) -> str:
 def test_a_websocket_pushes_each_change_then_closes(
     relay: Running, http: httpx.Client, upstream: ScriptedUpstream
 ) -> None:
-    upstream.pace = 0.05
-    upstream.script("slow", [" ".join(["word"] * 20)])
-    job_id = submit(http, "slow", max_tokens=20).json()["id"]
+    job_id = slow_job(http, upstream, pace=0.05)
     with connect(socket_url(relay, f"/jobs/{job_id}/ws")) as socket:
         updates = [json.loads(message) for message in socket]
         assert socket.close_code == 1000
