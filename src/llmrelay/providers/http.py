@@ -49,10 +49,10 @@ class HTTPProvider(Provider):
 
     def _timeout_now(self) -> aiohttp.ClientTimeout:
         """The connect timeout, lowered when the client of this request asked for less."""
-        asked = current_trace().asked_timeouts.get("connect")
-        if asked is None or asked >= self.spec.timeouts.connect:
+        connect = self.spec.timeouts.lowered(current_trace().asked_timeouts).connect
+        if connect == self._timeout.connect:
             return self._timeout
-        return aiohttp.ClientTimeout(total=None, connect=asked)
+        return aiohttp.ClientTimeout(total=None, connect=connect)
 
     def auth_headers(self) -> dict[str, str]:
         return {"authorization": f"Bearer {self.secrets[0]}"} if self.secrets else {}

@@ -31,7 +31,7 @@ from .delays import asked_delay
 from .deployment import Deployment
 from .filtering import ContentFiltered, filtered, screened
 from .policy import Retry, Timeouts
-from .trace import Trace, current_trace
+from .trace import current_trace
 from .watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -147,21 +147,16 @@ class ServedModel:
         log.warning("%s failed (%s); falling back", model.name, error.message)
 
     async def _whole(self, call: Whole[T]) -> T:
-        trace = current_trace()
-        timeouts = self.timeouts.lowered(trace.asked_timeouts)
-        deadline = time.monotonic() + timeouts.total
-        watchdog = Watchdog()
+        serving = _Serving(self.timeouts)
         chain = self._chain
         try:
             for model in chain:
                 try:
-                    return await model._attempt_whole(
-                        call, trace, timeouts, deadline, watchdog, model._screens(chain)
-                    )
+                    return await model._attempt_whole(call, serving, model._screens(chain))
                 except RelayError as error:
                     self._fall_back(chain, model, error)
         finally:
-            watchdog.close()
+            serving.watchdog.close()
         raise AssertionError("unreachable: the last model returns or raises")
 
     def _screens(self, chain: list[ServedModel]) -> bool:
@@ -170,16 +165,13 @@ class ServedModel:
         return self.fallback_on_content_filter and self is not chain[-1]
 
     async def _stream(self, call: Streamed) -> ChunkStream:
-        trace = current_trace()
-        timeouts = self.timeouts.lowered(trace.asked_timeouts)
-        deadline = time.monotonic() + timeouts.total
-        watchdog = Watchdog()
+        serving = _Serving(self.timeouts)
         chain = self._chain
         try:
             for model in chain:
                 try:
                     deployment, source, first = await model._open_stream(
-                        call, trace, timeouts, deadline, watchdog, model._screens(chain)
+                        call, serving, model._screens(chain)
                     )
                     break
                 except RelayError as error:
@@ -188,14 +180,14 @@ class ServedModel:
                 yield first
                 # From here on nothing is retried: the client has the start of this answer.
                 while True:
-                    watchdog.arm(min(timeouts.idle, deadline - time.monotonic()))
+                    serving.arm(serving.timeouts.idle)
                     try:
                         batch = await anext(source, None)
                     except asyncio.CancelledError:
-                        if not watchdog.fired():
+                        if not serving.watchdog.fired():
                             raise
                         raise self._timed_out("stream stalled") from None
-                    watchdog.disarm()
+                    serving.watchdog.disarm()
                     if batch is None:
                         break
                     yield batch
@@ -206,24 +198,22 @@ class ServedModel:
                 await source.aclose()
                 deployment.release()
         finally:
-            watchdog.close()
+            serving.watchdog.close()
 
     # -- attempts on this model's deployments --------------------------------------------------
 
     async def _attempt_whole(
         self,
         call: Whole[T],
-        trace: Trace,
-        timeouts: Timeouts,
-        deadline: float,
-        watchdog: Watchdog,
+        serving: _Serving,
         screen: bool,
     ) -> T:
+        watchdog = serving.watchdog
         failed: tuple[Deployment, RelayError] | None = None
         for attempt in range(1, self.retry.attempts + 1):
-            deployment = await self._next(attempt, failed, deadline, trace)
+            deployment = await self._next(attempt, failed, serving)
             started = time.monotonic()
-            watchdog.arm(min(timeouts.first_byte, deadline - started))
+            serving.arm(serving.timeouts.first_byte)
             try:
                 reply = await call(deployment.provider)
             except RelayError as exc:
@@ -248,10 +238,7 @@ class ServedModel:
     async def _open_stream(
         self,
         call: Streamed,
-        trace: Trace,
-        timeouts: Timeouts,
-        deadline: float,
-        watchdog: Watchdog,
+        serving: _Serving,
         screen: bool,
     ) -> tuple[Deployment, ChunkStream, list[JSONObject]]:
         """A stream from the first deployment to start one, with its first batch; failures
@@ -259,12 +246,13 @@ class ServedModel:
         that starts a stream has answered, and counts as a success at once, so that a
         probe's long stream does not keep its deployment resting. A screened stream's
         first batch runs to its first words."""
+        watchdog = serving.watchdog
         failed: tuple[Deployment, RelayError] | None = None
         for attempt in range(1, self.retry.attempts + 1):
-            deployment = await self._next(attempt, failed, deadline, trace)
+            deployment = await self._next(attempt, failed, serving)
             source = call(deployment.provider)
             started = time.monotonic()
-            watchdog.arm(min(timeouts.first_byte, deadline - started))
+            serving.arm(serving.timeouts.first_byte)
             try:
                 try:
                     first = await anext(source, None)
@@ -301,15 +289,14 @@ class ServedModel:
         self,
         attempt: int,
         failed: tuple[Deployment, RelayError] | None,
-        deadline: float,
-        trace: Trace,
+        serving: _Serving,
     ) -> Deployment:
         """The deployment for this attempt, with its slot taken, after the wait a retry owes."""
-        deployment, wait = self._pick(attempt, failed, deadline)
+        deployment, wait = self._pick(attempt, failed, serving.deadline)
         if wait > 0:
             log.info("%s: attempt %d on %s in %.3f s", self.name, attempt, deployment.id, wait)
             await asyncio.sleep(wait)
-        trace.attempted(deployment.id)
+        serving.trace.attempted(deployment.id)
         if not deployment.try_acquire():
             await deployment.queue_for_slot()
         return deployment
@@ -363,6 +350,23 @@ class ServedModel:
 
     def _timed_out(self, what: str) -> UpstreamTimeout:
         return UpstreamTimeout(f"The upstream for '{self.name}' timed out: {what}.")
+
+
+class _Serving:
+    """One request on its way through a chain of models: its trace, its timeouts as its
+    client lowered them, its deadline, and the watchdog that times its waits."""
+
+    __slots__ = ("deadline", "timeouts", "trace", "watchdog")
+
+    def __init__(self, timeouts: Timeouts) -> None:
+        self.trace = current_trace()
+        self.timeouts = timeouts.lowered(self.trace.asked_timeouts)
+        self.deadline = time.monotonic() + self.timeouts.total
+        self.watchdog = Watchdog()
+
+    def arm(self, seconds: float) -> None:
+        """Time the wait that starts now: ``seconds`` at most, never past the deadline."""
+        self.watchdog.arm(min(seconds, self.deadline - time.monotonic()))
 
 
 def _retryable(error: RelayError) -> bool:
