@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +19,9 @@ import yaml
 from llmrelay.app import create_app
 from llmrelay.config import load_config
 
+from . import services
 from .fakes.openai_upstream import FakeUpstream
+from .services import free_port
 
 UPSTREAM_KEY = "sk-upstream-secret-0123456789"
 # Each scenario of the fake upstream is reachable as a model of the same name.
@@ -50,12 +51,6 @@ class Running:
     @property
     def v1(self) -> str:
         return self.url + "/v1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager
@@ -177,3 +172,23 @@ def client(gateway: Running) -> openai.OpenAI:
 def http(gateway: Running) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=gateway.url, timeout=60) as session:
         yield session
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server for the whole run; each test makes its own database on it."""
+    with services.postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str, request: pytest.FixtureRequest) -> str:
+    """A new, empty database, named after the test that asked for it."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())
+    return services.fresh_database(postgres_server, name[:60])
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with services.redis(tmp_path_factory.mktemp("redis")) as url:
+        yield url

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from llmrelay.jobs.job import Job, new_id
-from llmrelay.jobs.sqlite import SQLiteStore
+from llmrelay.jobs.store import open_store
 
 from .conftest import free_port
 from .fakes.scripted_upstream import ScriptedUpstream
@@ -26,9 +26,16 @@ from .fakes.scripted_upstream import ScriptedUpstream
 HI = [{"role": "user", "content": "Count, please."}]
 
 
-def test_a_worker_whose_lease_ran_out_cannot_finish(tmp_path: Path) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/jobs.db"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+def test_a_worker_whose_lease_ran_out_cannot_finish(store_url: str) -> None:
     async def scenario() -> None:
-        store = SQLiteStore(tmp_path / "jobs.db")
+        store = open_store(store_url)
         await store.open()
         try:
             job = await store.submit(Job(id=new_id(), model="m", request={}))

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from .jobs.settings import JobsSpec
+from .jobs.settings import WEBHOOK_SECRET_ENV, JobsSpec
 from .providers import PROVIDERS
 from .providers.base import ModelSpec
 from .providers.http import RemoteSpec
@@ -183,7 +183,7 @@ class ConfigError(Exception):
 def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Config:
     """Load the config from ``path``, or build the default one when there is no file."""
     if path is None:
-        return Config.model_validate(default_config_data(env))
+        return _webhook_secret_env(Config.model_validate(default_config_data(env)), env)
     source = Path(path)
     try:
         text = source.read_text()
@@ -206,6 +206,12 @@ def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> 
         ]
         raise ConfigError("invalid config\n  " + "\n  ".join(lines)) from None
     _resolve_key_env(config, env, source)
+    return _webhook_secret_env(config, env)
+
+
+def _webhook_secret_env(config: Config, env: Mapping[str, str]) -> Config:
+    if config.jobs.webhook_secret is None and env.get(WEBHOOK_SECRET_ENV):
+        config.jobs.webhook_secret = SecretStr(env[WEBHOOK_SECRET_ENV])
     return config
 
 

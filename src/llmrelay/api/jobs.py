@@ -7,12 +7,12 @@ import math
 from typing import Any, get_args
 
 import orjson
-from pydantic import Field
+from pydantic import Field, HttpUrl
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
-from ..errors import InvalidRequest, UnsupportedParameter
+from ..errors import InvalidRequest
 from ..gateway import Gateway
 from ..jobs.job import Status
 from ..jobs.service import JobNotFound, JobService
@@ -30,7 +30,10 @@ class JobRequest(ChatCompletionRequest):
     """A chat-completion request, run as a job."""
 
     metadata: dict[str, Any] | None = Field(default=None, description="Kept with the job.")
-    webhook_url: str | None = None
+    webhook_url: HttpUrl | None = Field(
+        default=None,
+        description="Sent the ended job as a signed POST (see the webhook_secret setting).",
+    )
 
 
 def _jobs(gateway: Gateway) -> JobService:
@@ -46,13 +49,12 @@ async def submit_job(request: Request, gateway: Gateway) -> Response:
     Idempotency-Key, gets the existing job with 200 and `x-llmrelay-dedup: hit`.
     """
     body = await parse_body(request, JobRequest)
-    if body.webhook_url is not None:
-        raise UnsupportedParameter("webhook_url", "jobs yet; poll the job or watch its events")
     chat = ChatCompletionRequest.model_validate(
         body.model_dump(exclude={"metadata", "webhook_url"}, exclude_unset=True, by_alias=True)
     )
     key = request.headers.get("idempotency-key")
-    job, repeated = await _jobs(gateway).submit(chat, body.metadata or {}, key)
+    webhook = None if body.webhook_url is None else str(body.webhook_url)
+    job, repeated = await _jobs(gateway).submit(chat, body.metadata or {}, key, webhook)
     view = job.public()
     retry = max(1, math.ceil((view["poll_after_ms"] or 1000) / 1000))
     headers = {"location": f"/v1/jobs/{job.id}", "retry-after": str(retry)}

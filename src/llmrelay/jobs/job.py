@@ -11,6 +11,7 @@ from ..schemas import JSONObject
 
 Status = Literal["queued", "in_progress", "completed", "failed", "cancelled"]
 Stage = Literal["queued", "waiting_for_model", "generating", "validating", "done"]
+WebhookState = Literal["waiting", "delivered", "failed"]
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
 # Progress holds here until the job is done: the estimate may be short.
@@ -54,6 +55,9 @@ class Job:
     expected_seconds: float | None = None
     idempotency_key: str | None = None
     dedup_key: str | None = None
+    # Where the ended job is sent, and how its tries went: url, attempts, last_error.
+    webhook: JSONObject | None = None
+    webhook_state: WebhookState | None = None
 
     @property
     def done(self) -> bool:
@@ -104,6 +108,7 @@ class Job:
             "finished_at": _seconds(self.finished_at),
             "metadata": self.metadata,
             "history": self.history,
+            "webhook": self.webhook and {**self.webhook, "state": self.webhook_state},
         }
 
 

@@ -1,9 +1,10 @@
-"""The jobs of one gateway process: submitting, looking up, cancelling and watching them,
-and the workers that run them.
+"""The jobs of one process: submitting, looking up, cancelling and watching them, the
+workers that run them, and the sender of their webhooks.
 
-Watchers and idle workers are woken at once by changes made in this process, and
-look at the store every ``POLL`` seconds for changes made by other processes
-sharing it.
+What happens to a job is told over the bus (see ``bus``): watchers, idle workers
+and the webhook sender wake on its messages, from this process or any other
+sharing the store, and look at the store every ``bus.poll`` seconds for
+anything no message told.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -22,14 +23,15 @@ from .. import structured
 from ..errors import InvalidRequest, NotFound
 from ..gateway import Gateway
 from ..schemas import ChatCompletionRequest, JSONObject
+from .bus import Bus, Kind, open_bus
 from .job import Job, new_id
-from .settings import JobsSpec
+from .settings import WEBHOOK_SECRET_ENV, JobsSpec
 from .store import JobStore, open_store
+from .webhooks import Webhooks
 from .worker import Worker
 
 log = logging.getLogger(__name__)
 
-POLL = 0.5  # seconds
 PURGE_EVERY = 600  # seconds
 
 
@@ -41,12 +43,17 @@ class JobNotFound(NotFound):
 
 
 class JobService:
-    def __init__(self, spec: JobsSpec, data_dir: str, gateway: Gateway) -> None:
+    def __init__(
+        self, spec: JobsSpec, data_dir: str, gateway: Gateway, workers: int | None = None
+    ) -> None:
         self.spec = spec
         self.gateway = gateway
-        self.store: JobStore = open_store(spec.store_url(data_dir))
-        self._changes: dict[str, asyncio.Event] = {}
+        url = spec.store_url(data_dir)
+        self.store: JobStore = open_store(url)
+        self.bus: Bus = open_bus(url, spec.redis)
+        self._watchers: dict[str, set[asyncio.Event]] = {}
         self._work = asyncio.Event()
+        self._ended = asyncio.Event()
         self.workers = [
             Worker(
                 self.store,
@@ -54,21 +61,36 @@ class JobService:
                 lease=spec.lease_seconds,
                 heartbeat=spec.lease_seconds / 3,
                 max_attempts=spec.max_attempts,
-                changed=self._changed,
+                tell=self.bus.publish,
             )
-            for _ in range(spec.workers)
+            for _ in range(spec.workers if workers is None else workers)
         ]
+        secret = spec.webhook_secret
+        self.webhooks: Webhooks | None = None
+        if secret is not None:
+            key = secret.get_secret_value().encode()
+            self.webhooks = Webhooks(self.store, gateway.http, key, spec.webhook_attempts)
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         await self.store.open()
-        self._tasks = [asyncio.create_task(self._work_loop(w)) for w in self.workers]
-        self._tasks.append(asyncio.create_task(self._purge_loop()))
+        await self.bus.open(self._heard)
+        self._tasks = [
+            asyncio.create_task(self._loop(worker.run_next, self._work)) for worker in self.workers
+        ]
+        if self.workers:
+            # Processes that run jobs send their webhooks and remove old ones.
+            if self.webhooks is not None:
+                self._tasks.append(
+                    asyncio.create_task(self._loop(self.webhooks.deliver_next, self._ended))
+                )
+            self._tasks.append(asyncio.create_task(self._purge_loop()))
 
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.bus.close()
         await self.store.close()
 
     # -- what the API asks ---------------------------------------------------------------------
@@ -78,10 +100,18 @@ class JobService:
         request: ChatCompletionRequest,
         metadata: JSONObject,
         idempotency_key: str | None,
+        webhook_url: str | None = None,
     ) -> tuple[Job, bool]:
         """The job for ``request``: a new one, or the one it repeats (then True)."""
         if request.stream:
             raise InvalidRequest("A job cannot be streamed; leave out 'stream'.", param="stream")
+        if webhook_url is not None and self.webhooks is None:
+            raise InvalidRequest(
+                "Webhooks are off: the gateway has no secret to sign them with "
+                f"(jobs.webhook_secret or ${WEBHOOK_SECRET_ENV}).",
+                param="webhook_url",
+                code="webhooks_not_configured",
+            )
         structured.target(request)  # a bad schema is refused now, not when the job runs
         model = self.gateway.resolve(request.model).name
         body = request.model_dump(mode="json", exclude_unset=True, by_alias=True)
@@ -94,9 +124,12 @@ class JobService:
             idempotency_key=idempotency_key,
             dedup_key=_dedup_key(body) if _deterministic(request) else None,
         )
+        if webhook_url is not None:
+            job.webhook = {"url": webhook_url, "attempts": 0, "last_error": None}
+            job.webhook_state = "waiting"
         stored = await self.store.submit(job)
         if stored.id == job.id:
-            self._work.set()
+            self.bus.publish("submitted", job.id)
             return job, False
         if idempotency_key is not None and stored.request != body:
             raise InvalidRequest(
@@ -119,45 +152,58 @@ class JobService:
         job = await self.store.cancel(job_id)
         if job is None:
             raise JobNotFound(job_id)
-        for worker in self.workers:
-            worker.stop_job(job_id)  # at once when it runs here; elsewhere, at its next beat
-        self._changed(job_id)
+        self.bus.publish("cancelled", job_id)  # its worker, wherever it is, stops it
         return job
 
     async def watch(self, job_id: str) -> AsyncIterator[Job]:
         """The job each time it changes, until it has ended."""
         job = await self.get(job_id)
-        seen: Any = None
-        while True:
-            now = time.time()
-            view = (job.status, job.stage, job.estimate(now), job.attempts)
-            if view != seen:
-                seen = view
-                yield job
-            if job.done:
-                return
-            changed = self._changes.setdefault(job_id, asyncio.Event())
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), POLL)
-            job = await self.get(job_id)
+        changed = asyncio.Event()
+        self._watchers.setdefault(job_id, set()).add(changed)
+        try:
+            seen: Any = None
+            while True:
+                view = (job.status, job.stage, job.estimate(time.time()), job.attempts)
+                if view != seen:
+                    seen = view
+                    yield job
+                if job.done:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), self.bus.poll)
+                changed.clear()  # before looking, so that a change meanwhile is not missed
+                job = await self.get(job_id)
+        finally:
+            watchers = self._watchers[job_id]
+            watchers.discard(changed)
+            if not watchers:
+                del self._watchers[job_id]
 
     # -- inside --------------------------------------------------------------------------------
 
-    def _changed(self, job_id: str) -> None:
-        event = self._changes.pop(job_id, None)
-        if event is not None:
+    def _heard(self, kind: Kind, job_id: str) -> None:
+        if kind == "submitted":
+            self._work.set()
+            return
+        if kind == "cancelled":
+            for worker in self.workers:
+                worker.stop_job(job_id)
+        if kind in ("ended", "cancelled"):
+            self._ended.set()
+        for event in self._watchers.get(job_id, ()):
             event.set()
 
-    async def _work_loop(self, worker: Worker) -> None:
+    async def _loop(self, step: Callable[[], Awaitable[bool]], wake: asyncio.Event) -> None:
+        """Take one step after another while there is work, then wait for ``wake``."""
         while True:
-            self._work.clear()  # before looking, so that a job submitted meanwhile wakes us
+            wake.clear()  # before looking, so that work arriving meanwhile wakes us
             try:
-                if await worker.run_next():
+                if await step():
                     continue
             except Exception:
-                log.exception("a job worker failed; it goes on")
+                log.exception("a jobs loop failed; it goes on")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._work.wait(), POLL)
+                await asyncio.wait_for(wake.wait(), self.bus.poll)
 
     async def _purge_loop(self) -> None:
         while True:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+WEBHOOK_SECRET_ENV = "LLMRELAY_WEBHOOK_SECRET"
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(POSTGRES_SCHEMES)
 
 
 class JobsSpec(BaseModel):
@@ -10,9 +17,17 @@ class JobsSpec(BaseModel):
 
     store: str | None = Field(
         default=None,
-        description="sqlite:///path/jobs.db; when unset, jobs.db in the data directory.",
+        description="sqlite:///path/jobs.db or postgresql://...; when unset, jobs.db in the "
+        "data directory.",
     )
-    workers: int = Field(default=2, ge=0, description="Workers in each serving process.")
+    redis: str | None = Field(
+        default=None,
+        description="redis://...: wakes workers and pushes job updates across processes. "
+        "Without it, a PostgreSQL store does this with LISTEN/NOTIFY.",
+    )
+    workers: int = Field(
+        default=2, ge=0, description="Workers in each serving process; 0 only accepts jobs."
+    )
     ttl_hours: float = Field(default=24, gt=0, description="How long ended jobs are kept.")
     max_attempts: int = Field(
         default=3,
@@ -25,12 +40,27 @@ class JobsSpec(BaseModel):
         gt=0,
         description="How long a lost worker's job waits before another worker takes it.",
     )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description=f"Signs webhooks (HMAC-SHA256); or ${WEBHOOK_SECRET_ENV}. Jobs with a "
+        "webhook_url are refused without it.",
+    )
+    webhook_attempts: int = Field(
+        default=6, ge=1, description="Tries to send a webhook, 1, 2, 4... seconds apart."
+    )
 
     @field_validator("store")
     @classmethod
     def _known_store(cls, url: str | None) -> str | None:
-        if url is not None and not url.startswith("sqlite:///"):
-            raise ValueError("only SQLite job stores (sqlite:///path/jobs.db) are supported so far")
+        if url is not None and not (url.startswith("sqlite:///") or is_postgres(url)):
+            raise ValueError("the job store must be sqlite:///path/jobs.db or postgresql://...")
+        return url
+
+    @field_validator("redis")
+    @classmethod
+    def _redis_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("jobs.redis must be a redis://, rediss:// or unix:// URL")
         return url
 
     def store_url(self, data_dir: str) -> str:

@@ -19,6 +19,7 @@ from ..gateway import Gateway
 from ..resilience.model import ServedModel
 from ..schemas import ChatCompletionRequest, JSONObject
 from ..schemas.common import StreamOptions
+from .bus import Kind
 from .job import CEILING, Job
 from .store import JobStore
 
@@ -37,14 +38,14 @@ class Worker:
         lease: float,
         heartbeat: float,
         max_attempts: int,
-        changed: Callable[[str], None],
+        tell: Callable[[Kind, str], None],
     ) -> None:
         self.store = store
         self.gateway = gateway
         self.lease = lease
         self.heartbeat = heartbeat
         self.max_attempts = max_attempts
-        self.changed = changed  # tells watchers of a job that it changed
+        self.tell = tell  # tells every process what became of a job
         self.name = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.current: tuple[Job, asyncio.Task[None]] | None = None
         # Set when the running job was cancelled or taken over, rather than this worker stopped.
@@ -56,7 +57,7 @@ class Worker:
         job = await self.store.claim(owner, self.lease)
         if job is None:
             return False
-        self.changed(job.id)
+        self.tell("changed", job.id)
         self._lost = False
         task = asyncio.create_task(self._run(job, owner))
         self.current = (job, task)
@@ -164,13 +165,13 @@ class Worker:
             if not await self.store.save(job, owner, self.lease):
                 self._abandon(runner)
                 return
-            self.changed(job.id)
+            self.tell("changed", job.id)
 
     async def _finish(self, job: Job, owner: str) -> None:
         job.stage = "done"
         job.finished_at = time.time()
         if await self.store.finish(job, owner):
-            self.changed(job.id)
+            self.tell("ended", job.id)
 
 
 def _error(message: str, code: str) -> JSONObject:
