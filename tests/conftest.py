@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -54,7 +55,9 @@ class Running:
 
 
 @contextmanager
-def run_gateway(config: dict[str, Any], tmp: Path) -> Iterator[Running]:
+def run_gateway(
+    config: dict[str, Any], tmp: Path, env: dict[str, str] | None = None
+) -> Iterator[Running]:
     """Start llmrelay from a YAML config file in a thread, as ``llmrelay serve`` would.
 
     Unless the config says otherwise, a failure is tried once and never cools a deployment
@@ -68,7 +71,7 @@ def run_gateway(config: dict[str, Any], tmp: Path) -> Iterator[Running]:
     }
     path = tmp / f"config-{free_port()}.yaml"
     path.write_text(yaml.safe_dump(config))
-    app = create_app(load_config(path, {}))
+    app = create_app(load_config(path, env or {}))
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -182,10 +185,9 @@ def postgres_server() -> Iterator[str]:
 
 
 @pytest.fixture
-def postgres_url(postgres_server: str, request: pytest.FixtureRequest) -> str:
-    """A new, empty database, named after the test that asked for it."""
-    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name.lower())
-    return services.fresh_database(postgres_server, name[:60])
+def postgres_url(postgres_server: str) -> str:
+    """A new, empty database for one test."""
+    return services.fresh_database(postgres_server, f"test_{secrets.token_hex(6)}")
 
 
 @pytest.fixture(scope="session")

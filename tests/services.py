@@ -6,14 +6,17 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import psycopg
 import redis as redis_client
 
@@ -130,3 +133,40 @@ def redis(folder: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def llmrelay(config: Path, log: Path, port: int | None = None) -> subprocess.Popen[bytes]:
+    """``llmrelay serve`` on ``port``, once it answers; ``llmrelay worker`` when no port is
+    given. It runs in the config's folder, with none of the caller's llmrelay settings."""
+    command = ["serve", "--port", str(port)] if port is not None else ["worker"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMRELAY_", "OPENAI_"))}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llmrelay", *command, "--config", str(config)],
+        cwd=config.parent,
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+    if port is None:
+        return process
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError(log.read_text())
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop as an operator would, with SIGTERM, and wait for the process to end."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise

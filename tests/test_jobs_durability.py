@@ -4,10 +4,7 @@ mid-job leaves every accepted job to finish, once, after it restarts."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +17,7 @@ import yaml
 from llmrelay.jobs.job import Job, new_id
 from llmrelay.jobs.store import open_store
 
+from . import services
 from .conftest import free_port
 from .fakes.scripted_upstream import ScriptedUpstream
 
@@ -68,27 +66,6 @@ def upstream() -> Iterator[ScriptedUpstream]:
         yield server
 
 
-def serve(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMRELAY_", "OPENAI_"))}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "llmrelay", "serve", "--config", str(config), "--port", str(port)],
-        cwd=config.parent,
-        env=env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(log.read_text())
-
-
 def test_kill_9_mid_job_and_every_job_completes_once(
     tmp_path: Path, upstream: ScriptedUpstream
 ) -> None:
@@ -104,7 +81,7 @@ def test_kill_9_mid_job_and_every_job_completes_once(
     port = free_port()
     url = f"http://127.0.0.1:{port}/v1"
     log = tmp_path / "serve.log"
-    first = serve(config, port, log)
+    first = services.llmrelay(config, log, port)
     try:
         ids = [
             httpx.post(url + "/jobs", json={"model": "count", "messages": HI}).json()["id"]
@@ -120,7 +97,7 @@ def test_kill_9_mid_job_and_every_job_completes_once(
         first.wait(10)
     finally:
         first.kill()
-    second = serve(config, port, log)
+    second = services.llmrelay(config, log, port)
     try:
         deadline = time.monotonic() + 60
         jobs: list[dict[str, Any]] = []

@@ -82,19 +82,12 @@ class App:
 
     @asynccontextmanager
     async def _running(self) -> AsyncIterator[None]:
-        async with create_session() as http:
-            gateway = Gateway(self.config, http)
-            jobs = JobService(self.config.jobs, self.config.data_dir, gateway)
+        async with running(self.config) as gateway:
+            self.gateway = gateway
             try:
-                await gateway.start()
-                await jobs.start()
-                gateway.jobs = jobs
-                self.gateway = gateway
                 yield
             finally:
                 self.gateway = None
-                await jobs.close()
-                await gateway.close()
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         await receive()  # lifespan.startup
@@ -112,6 +105,23 @@ class App:
             return
         logs.flush()
         await send({"type": "lifespan.shutdown.complete"})
+
+
+@asynccontextmanager
+async def running(config: Config, job_workers: int | None = None) -> AsyncIterator[Gateway]:
+    """The gateway with its models and jobs started: for serving, or for ``job_workers``
+    workers alone (``llmrelay worker``)."""
+    async with create_session() as http:
+        gateway = Gateway(config, http)
+        jobs = JobService(config.jobs, config.data_dir, gateway, job_workers)
+        try:
+            await gateway.start()
+            await jobs.start()
+            gateway.jobs = jobs
+            yield gateway
+        finally:
+            await jobs.close()
+            await gateway.close()
 
 
 def create_app(config: Config) -> ASGIApp:

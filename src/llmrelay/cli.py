@@ -6,18 +6,23 @@ import argparse
 import asyncio
 import gc
 import ipaddress
+import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
 import aiohttp
 import orjson
+import uvloop
 from dotenv import load_dotenv
 
 from . import __version__
 from .config import Config, ConfigError, load_config
 from .jobs import commands as jobs_commands
 from .streaming import SSEDecoder
+
+log = logging.getLogger("llmrelay")
 
 CONFIG_ENV = "LLMRELAY_CONFIG"
 # Allocations between collections of the youngest generation while serving (see _tune_collector).
@@ -50,6 +55,15 @@ def _parser() -> argparse.ArgumentParser:
         help="allow a non-loopback host with no api_keys configured",
     )
     serve.set_defaults(run=_serve)
+
+    worker = commands.add_parser(
+        "worker", help="run job workers alone, beside gateways that share the job store"
+    )
+    _config_option(worker)
+    worker.add_argument(
+        "--workers", type=int, default=None, help="jobs run at once (default: jobs.workers)"
+    )
+    worker.set_defaults(run=_worker)
 
     models = commands.add_parser("models", help="list the configured models")
     _config_option(models)
@@ -109,6 +123,35 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from .logs import configure
+
+    config = _load(args.config)
+    count = config.jobs.workers if args.workers is None else args.workers
+    if count < 1:
+        print(
+            "llmrelay: no workers to run: jobs.workers is 0 in this config; pass --workers N",
+            file=sys.stderr,
+        )
+        return 2
+    configure(config.log_level)
+    uvloop.run(_work(config, count))
+    return 0
+
+
+async def _work(config: Config, count: int) -> None:
+    """Run ``count`` workers until SIGINT or SIGTERM; then give back the jobs they hold."""
+    from .app import running
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with running(config, job_workers=count):
+        log.info("running %d job workers", count)
+        await stop.wait()
 
 
 def app_from_env() -> object:

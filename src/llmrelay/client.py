@@ -16,6 +16,7 @@ from typing import Any, Literal, Self
 import aiohttp
 import orjson
 
+from .jobs import webhooks
 from .streaming import SSEDecoder
 
 Job = dict[str, Any]
@@ -133,3 +134,10 @@ async def submit_and_wait(
     async with JobsClient(base_url, api_key) as client:
         job = await client.submit(request, metadata)
         return await client.wait(job["id"], on_update)
+
+
+def verify_webhook(secret: str, body: bytes, signature: str, tolerance: float = 300) -> bool:
+    """For a webhook receiver: whether ``signature`` (the ``llmrelay-signature`` header) is
+    the gateway's, under the shared ``secret``, for these exact ``body`` bytes, made at most
+    ``tolerance`` seconds ago."""
+    return webhooks.verify(secret.encode(), body, signature, tolerance)

@@ -3,7 +3,8 @@ real server on loopback.
 
 Route: ``POST /v1/chat/completions``, whole or streamed. ``script(model, [answers], finish)``
 sets the texts the next requests for ``model`` get, one each, then ``DEFAULT``, each ending
-with the finish reason ``finish``. A streamed
+with the finish reason ``finish``; a model named ``echo`` answers ``{"said": <the last
+message>}`` instead, so that each answer shows which request it was for. A streamed
 answer comes one word per chunk, ``pace`` seconds apart, with a usage chunk when asked.
 Every request is recorded, and each stream records whether the gateway hung up on it.
 """
@@ -49,7 +50,10 @@ class ScriptedUpstream(FakeServer):
         body = await self.record(request)
         model = body["model"]
         script = self._scripts[model]
-        text = script.popleft() if script else DEFAULT
+        if model == "echo":
+            text = json.dumps({"said": body["messages"][-1]["content"]})
+        else:
+            text = script.popleft() if script else DEFAULT
         finish = self._finish.get(model, "stop")
         if not body.get("stream"):
             return web.json_response(_completion(model, text, finish))
