@@ -6,7 +6,11 @@ BIN := $(VENV)/bin
 # virtual machines advertise but cannot run, and the model crashes on first use.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
-.PHONY: install run test lint bench clean
+# The tests start their own PostgreSQL and Redis servers, on loopback, from Debian's packages.
+SERVICES := postgresql redis-server
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: install run test lint services bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +32,13 @@ lint: $(VENV)/.dev
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy src
 
-test: lint
+services:
+	@if ! command -v redis-server >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(SERVICES); \
+	fi
+
+test: lint services
 	$(BIN)/python -m pytest
 
 bench: install

@@ -4,7 +4,8 @@
 #      throughput of llmrelay against a raw aiohttp floor and LiteLLM, one run;
 #   2. the Anthropic-translated path against the OpenAI-compatible one (bench/translated.py);
 #   3. the embedded model through the gateway (bench/local_model.py);
-#   4. the resilience soak: 20,000 requests through two faulty upstreams (bench/soak.py).
+#   4. the resilience soak: 20,000 requests through two faulty upstreams (bench/soak.py);
+#   5. jobs: throughput on SQLite and PostgreSQL, and push delay (bench/jobs.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [[ -x .venv/bin/llmrelay ]] || make install
@@ -12,3 +13,5 @@ bash ../shared/bench/compare.sh --litellm
 .venv/bin/python bench/translated.py
 .venv/bin/python bench/local_model.py
 .venv/bin/python bench/soak.py
+make services
+.venv/bin/python bench/jobs.py

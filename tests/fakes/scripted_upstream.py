@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections import defaultdict, deque
 from typing import Any
 
@@ -29,6 +30,7 @@ class ScriptedUpstream(FakeServer):
         super().__init__()
         self.pace = 0.0
         self.hung_up: list[str] = []  # models of the streams the gateway closed early
+        self.ended: list[float] = []  # time.monotonic() as each stream's last byte went
         self._scripts: dict[str, deque[str]] = defaultdict(deque)
         self._finish: dict[str, str] = {}
 
@@ -69,6 +71,7 @@ class ScriptedUpstream(FakeServer):
                 usage = _usage(len(pieces))
                 await response.write(_data({**_head(model), "choices": [], "usage": usage}))
             await response.write(b"data: [DONE]\n\n")
+            self.ended.append(time.monotonic())
         except ConnectionError:
             self.hung_up.append(model)
         return response
