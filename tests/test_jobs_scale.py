@@ -4,6 +4,7 @@ their own, and updates that cross between them over LISTEN/NOTIFY or Redis."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx
 import orjson
+import psycopg
 import pytest
 import yaml
 from websockets.asyncio.client import connect
@@ -30,7 +32,9 @@ ENDED = ("completed", "failed", "cancelled")
 @dataclass
 class Cluster:
     gateways: list[str]  # base URLs, .../v1
+    workers: list[subprocess.Popen[bytes]]
     upstream: ScriptedUpstream
+    database: str
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +70,12 @@ def cluster(
             processes.append(services.llmrelay(workers, tmp_path / f"worker-{n}.log"))
         for n, port in enumerate(ports):
             processes.append(services.llmrelay(config, tmp_path / f"gateway-{n}.log", port))
-        yield Cluster([f"http://127.0.0.1:{port}/v1" for port in ports], upstream)
+        gateways = [f"http://127.0.0.1:{port}/v1" for port in ports]
+        yield Cluster(gateways, processes[:3], upstream, postgres_url)
     finally:
         for process in processes:
-            services.stop(process)
+            if process.poll() is None:
+                services.stop(process)
 
 
 def test_200_jobs_through_two_gateways_and_three_workers_each_complete_once(
@@ -180,3 +186,56 @@ def test_cancelling_through_one_gateway_stops_a_worker_in_another_process(
 
 async def _collect(updates: Any) -> list[dict[str, Any]]:
     return [update async for update in updates]
+
+
+def test_kill_9_a_worker_process_and_the_others_finish_its_jobs(cluster: Cluster) -> None:
+    cluster.upstream.pace = 0.05
+    cluster.upstream.script("slow", [" ".join(["word"] * 20)] * 20)
+    asked_before = len(cluster.upstream.asked("slow"))
+    ids = [
+        httpx.post(
+            cluster.gateways[n % 2] + "/jobs",
+            json={"model": "slow", "messages": [{"role": "user", "content": f"Job {n}."}]},
+        ).json()["id"]
+        for n in range(12)
+    ]
+    try:
+        # The store names each job's holder; kill a worker process that holds one.
+        deadline = time.monotonic() + 20
+        pids = {str(process.pid): process for process in cluster.workers}
+        victim = None
+        while victim is None:
+            assert time.monotonic() < deadline
+            with psycopg.connect(cluster.database) as db:
+                owners = db.execute(
+                    "SELECT lease_owner FROM jobs WHERE status = 'in_progress'"
+                ).fetchall()
+            held = [pids[o.split(":")[1]] for (o,) in owners if o and o.split(":")[1] in pids]
+            victim = held[0] if held else None
+            time.sleep(0.02)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(10)
+        jobs: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline:
+            jobs = [httpx.get(f"{cluster.gateways[1]}/jobs/{job_id}").json() for job_id in ids]
+            if all(job["status"] in ENDED for job in jobs):
+                break
+            time.sleep(0.2)
+    finally:
+        cluster.upstream.pace = 0.0
+    assert [job["status"] for job in jobs] == ["completed"] * 12, jobs
+    assert all(
+        job["result"]["choices"][0]["message"]["content"].count("word") == 20 for job in jobs
+    )
+    # The killed process held two jobs at most; each was taken up again, and asked of the
+    # model once more.
+    with psycopg.connect(cluster.database) as db:
+        runs = dict(db.execute("SELECT id, runs FROM jobs").fetchall())
+    interrupted = [job_id for job_id in ids if runs[job_id] == 2]
+    assert 1 <= len(interrupted) <= 2
+    assert all(runs[job_id] in (1, 2) for job_id in ids)
+    for job in jobs:
+        lost = {"run": 1, "outcome": "worker_lost"} in job["history"]
+        assert lost == (job["id"] in interrupted)
+    assert len(cluster.upstream.asked("slow")) - asked_before == 12 + len(interrupted)

@@ -87,6 +87,9 @@ class Worker:
             )
             await self._finish(job, owner)
             return
+        if job.runs > 1:
+            # What the lost worker had not saved is gone; the job's record says it was lost.
+            job.history.append({"run": job.runs - 1, "outcome": "worker_lost"})
         now = time.time()
         job.started_at = job.started_at or now
         job.stage = "waiting_for_model"
