@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import yaml
 
@@ -115,3 +116,24 @@ def test_kill_9_mid_job_and_every_job_completes_once(
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(15)
+
+
+def test_a_store_whose_database_connection_was_cut_connects_again(postgres_url: str) -> None:
+    async def scenario() -> None:
+        store = open_store(postgres_url)
+        await store.open()
+        try:
+            job = await store.submit(Job(id=new_id(), model="m", request={}))
+            with psycopg.connect(postgres_url, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            with pytest.raises(psycopg.OperationalError):
+                await store.get(job.id)  # the call in flight when the connection went fails
+            found = await store.get(job.id)  # and the next one connects afresh
+            assert found is not None and found.id == job.id
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())

@@ -181,3 +181,20 @@ def test_the_secret_can_come_from_the_environment(
             time.sleep(0.05)
     [delivery] = receiver.to("env")
     assert verify_webhook("from-the-env", delivery.body, delivery.headers["llmrelay-signature"])
+
+
+def test_a_repeat_is_the_same_job_only_with_the_same_webhook(
+    http: httpx.Client, receiver: WebhookReceiver
+) -> None:
+    def deterministic(hook: str) -> httpx.Response:
+        return http.post(
+            "/jobs",
+            json={"model": "plain", "messages": HI, "temperature": 0, "webhook_url": hook},
+        )
+
+    first = deterministic(receiver.url("first")).json()
+    again = deterministic(receiver.url("first"))
+    assert again.status_code == 200 and again.json()["id"] == first["id"]
+    other = deterministic(receiver.url("second"))
+    assert other.status_code == 202 and other.json()["id"] != first["id"]
+    assert other.json()["webhook"]["url"] == receiver.url("second")

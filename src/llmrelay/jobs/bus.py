@@ -32,6 +32,9 @@ Send = Callable[[str], Awaitable[None]]
 KINDS: frozenset[str] = frozenset({"submitted", "changed", "ended", "cancelled"})
 CHANNEL = "llmrelay_jobs"
 RECONNECT_AFTER = 1.0  # seconds
+# Messages held while a connection is down; past this, new ones are dropped, and the look
+# at the store makes up for them.
+OUTBOX = 10_000
 
 
 class Bus(Protocol):
@@ -75,7 +78,7 @@ class _Relayed:
         self.url = url
         self.origin = secrets.token_hex(6)
         self._heard: Heard | None = None
-        self._outbox: asyncio.Queue[str] = asyncio.Queue()
+        self._outbox: asyncio.Queue[str] = asyncio.Queue(OUTBOX)
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
 
@@ -86,13 +89,16 @@ class _Relayed:
             asyncio.create_task(self._keep(self._listen_all)),
         ]
         # What is sent before this process listens passes it by; wait for that, briefly.
-        with contextlib.suppress(TimeoutError):
+        try:
             await asyncio.wait_for(self._listening.wait(), 5)
+        except TimeoutError:
+            log.warning("the jobs bus is not listening yet; going on, looking at the store")
 
     def publish(self, kind: Kind, job_id: str) -> None:
         if self._heard is not None:
             self._heard(kind, job_id)
-        self._outbox.put_nowait(f"{self.origin} {kind} {job_id}")
+        with contextlib.suppress(asyncio.QueueFull):
+            self._outbox.put_nowait(f"{self.origin} {kind} {job_id}")
 
     async def close(self) -> None:
         for task in self._tasks:

@@ -60,6 +60,10 @@ class Job:
     webhook_state: WebhookState | None = None
 
     @property
+    def webhook_url(self) -> str | None:
+        return None if self.webhook is None else str(self.webhook["url"])
+
+    @property
     def done(self) -> bool:
         return self.status in TERMINAL
 

@@ -63,6 +63,9 @@ class Postgres:
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s")
 
+    def broken(self, db: Connection) -> bool:
+        return cast(psycopg.Connection[tuple[object, ...]], db).broken
+
     @contextmanager
     def exclusive(self, db: Connection, key: str) -> Iterator[None]:
         with cast(psycopg.Connection[tuple[object, ...]], db).transaction():

@@ -122,7 +122,7 @@ class JobService:
             request=body,
             metadata=metadata,
             idempotency_key=idempotency_key,
-            dedup_key=_dedup_key(body) if _deterministic(request) else None,
+            dedup_key=_dedup_key(body, webhook_url) if _deterministic(request) else None,
         )
         if webhook_url is not None:
             job.webhook = {"url": webhook_url, "attempts": 0, "last_error": None}
@@ -131,7 +131,10 @@ class JobService:
         if stored.id == job.id:
             self.bus.publish("submitted", job.id)
             return job, False
-        if idempotency_key is not None and stored.request != body:
+        if idempotency_key is not None and (stored.request, stored.webhook_url) != (
+            body,
+            webhook_url,
+        ):
             raise InvalidRequest(
                 "This Idempotency-Key was used with a different request.",
                 param="Idempotency-Key",
@@ -219,5 +222,7 @@ def _deterministic(request: ChatCompletionRequest) -> bool:
     return request.temperature == 0 or request.seed is not None
 
 
-def _dedup_key(body: JSONObject) -> str:
-    return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+def _dedup_key(body: JSONObject, webhook_url: str | None) -> str:
+    """The same request repeats a job only when its result goes to the same webhook."""
+    key = orjson.dumps([body, webhook_url], option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(key).hexdigest()

@@ -62,6 +62,9 @@ class SQLite:
     def sql(self, statement: str) -> str:
         return statement
 
+    def broken(self, db: Connection) -> bool:
+        return False  # a file does not go away as a server can
+
     @contextmanager
     def exclusive(self, db: Connection, key: str) -> Iterator[None]:
         # IMMEDIATE takes the write lock at once, so that two processes submitting the

@@ -58,6 +58,10 @@ class Dialect(Protocol):
         """``statement`` with this driver's placeholders."""
         ...
 
+    def broken(self, db: Connection) -> bool:
+        """Whether ``db`` was lost (a database restart, say), to be replaced by a new one."""
+        ...
+
     def exclusive(self, db: Connection, key: str) -> AbstractContextManager[None]:
         """A transaction that no other one for the same ``key`` runs beside."""
         ...
@@ -78,9 +82,20 @@ class JobStore:
             self._connections.append(db)
         return db
 
+    def _within(self, work: Callable[[Connection], T]) -> T:
+        db = self._connection()
+        try:
+            return work(db)
+        except Exception:
+            if self.dialect.broken(db):
+                self._local.db = None  # the next call on this thread connects afresh
+                self._connections.remove(db)
+                db.close()
+            raise
+
     async def _run(self, work: Callable[[Connection], T]) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, lambda: work(self._connection()))
+        return await loop.run_in_executor(self._threads, self._within, work)
 
     def _execute(self, db: Connection, statement: str, *args: Any) -> Cursor:
         return db.execute(self._sql(statement), args)
