@@ -380,3 +380,36 @@ def test_websockets_need_a_key_when_the_gateway_has_keys(
         ):
             with allowed as socket:
                 assert json.loads(list(socket)[-1])["status"] == "completed"
+
+
+def test_jobs_cancelled_as_they_start_leave_the_workers_working(
+    http: httpx.Client, upstream: ScriptedUpstream
+) -> None:
+    for _ in range(20):
+        job_id = submit(http, "plain", temperature=1).json()["id"]
+        http.post(f"/jobs/{job_id}/cancel")
+    # Both workers still take jobs.
+    ids = [submit(http, "plain", temperature=1).json()["id"] for _ in range(4)]
+    assert [wait(http, job_id)["status"] for job_id in ids] == ["completed"] * 4
+
+
+@pytest.mark.parametrize("job_id", ["%00", "job_nothex", "x" * 300])
+def test_what_is_not_a_job_id_is_not_found(http: httpx.Client, job_id: str) -> None:
+    for reply in (http.get(f"/jobs/{job_id}"), http.post(f"/jobs/{job_id}/cancel")):
+        assert reply.status_code == 404
+        assert reply.json()["error"]["code"] == "job_not_found"
+
+
+def test_a_page_after_what_is_not_a_job_id_is_a_400(http: httpx.Client) -> None:
+    reply = http.get("/jobs", params={"after": "\x00"})
+    assert reply.status_code == 400
+    assert reply.json()["error"]["param"] == "after"
+
+
+@pytest.mark.parametrize("key", ["k" * 256, "tab\there"], ids=["long", "unprintable"])
+def test_an_idempotency_key_must_be_short_and_printable(http: httpx.Client, key: str) -> None:
+    reply = http.post(
+        "/jobs", json={"model": "plain", "messages": HI}, headers={"idempotency-key": key}
+    )
+    assert reply.status_code == 400
+    assert reply.json()["error"]["param"] == "Idempotency-Key"

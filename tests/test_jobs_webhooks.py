@@ -41,7 +41,8 @@ def model(upstream: ScriptedUpstream, name: str) -> dict[str, Any]:
 def http(upstream: ScriptedUpstream, tmp_path_factory: Any) -> Iterator[httpx.Client]:
     config = {
         "models": [model(upstream, "plain"), model(upstream, "slow")],
-        "jobs": {"webhook_secret": SECRET, "webhook_attempts": 3},
+        # The receiver is on loopback, which webhooks may reach only when allowed.
+        "jobs": {"webhook_secret": SECRET, "webhook_attempts": 3, "webhook_allow_private": True},
     }
     with (
         run_gateway(config, tmp_path_factory.mktemp("webhooks")) as running,
@@ -169,7 +170,8 @@ def test_the_secret_can_come_from_the_environment(
     upstream: ScriptedUpstream, receiver: WebhookReceiver, tmp_path: Any
 ) -> None:
     env = {"LLMRELAY_WEBHOOK_SECRET": "from-the-env"}
-    with run_gateway({"models": [model(upstream, "plain")]}, tmp_path, env) as running:
+    config = {"models": [model(upstream, "plain")], "jobs": {"webhook_allow_private": True}}
+    with run_gateway(config, tmp_path, env) as running:
         reply = httpx.post(
             running.v1 + "/jobs",
             json={"model": "plain", "messages": HI, "webhook_url": receiver.url("env")},
@@ -198,3 +200,29 @@ def test_a_repeat_is_the_same_job_only_with_the_same_webhook(
     other = deterministic(receiver.url("second"))
     assert other.status_code == 202 and other.json()["id"] != first["id"]
     assert other.json()["webhook"]["url"] == receiver.url("second")
+
+
+def test_malformed_signatures_do_not_verify() -> None:
+    body = b'{"id": "job_1"}'
+    for signature in ["", "t=,v1=", "v1=abc", f"t={'9' * 400},v1=abc", "t=1,v1=ü", "t=٣,v1=a"]:
+        assert not verify_webhook(SECRET, body, signature)
+
+
+def test_webhooks_reach_no_private_address_unless_allowed(
+    upstream: ScriptedUpstream, receiver: WebhookReceiver, tmp_path: Any
+) -> None:
+    config = {"models": [model(upstream, "plain")], "jobs": {"webhook_secret": SECRET}}
+    with run_gateway(config, tmp_path) as running, httpx.Client(base_url=running.v1) as http:
+        for address in ("127.0.0.1", "169.254.169.254", "[::1]", "10.0.0.1"):
+            reply = http.post(
+                "/jobs",
+                json={"model": "plain", "messages": HI, "webhook_url": f"http://{address}/h"},
+            )
+            assert reply.status_code == 400, address
+            assert reply.json()["error"]["param"] == "webhook_url"
+        # A name is checked as it resolves, when the webhook is sent.
+        named = receiver.url("named").replace("127.0.0.1", "localhost")
+        job = settled(http, submit(http, named)["id"])
+    assert job["webhook"]["state"] == "failed"
+    assert "non-public" in job["webhook"]["last_error"]
+    assert receiver.to("named") == []

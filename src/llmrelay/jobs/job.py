@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -29,8 +30,16 @@ MESSAGES: dict[str, str] = {
 ENDINGS = {"failed": "Failed.", "cancelled": "Cancelled."}
 
 
+_ID = re.compile(r"job_[0-9a-f]{24}")
+
+
 def new_id() -> str:
     return f"job_{secrets.token_hex(12)}"
+
+
+def is_id(text: str) -> bool:
+    """Whether ``text`` has the shape of a job id (so that anything else is not looked up)."""
+    return _ID.fullmatch(text) is not None
 
 
 @dataclass

@@ -15,6 +15,7 @@ import psycopg
 
 from .store import Connection
 
+CONNECT_TIMEOUT = 10  # seconds
 # Held while the tables are made, so that processes starting together do not race.
 _SCHEMA_LOCK = 7_210_519
 _SCHEMA = """
@@ -52,7 +53,7 @@ class Postgres:
         self._ready = False
 
     def connect(self) -> Connection:
-        db = psycopg.connect(self.url, autocommit=True)
+        db = psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
         if not self._ready:
             with db.transaction():
                 db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))

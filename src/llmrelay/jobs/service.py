@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 import orjson
@@ -24,7 +24,7 @@ from ..errors import InvalidRequest, NotFound
 from ..gateway import Gateway
 from ..schemas import ChatCompletionRequest, JSONObject
 from .bus import Bus, Kind, open_bus
-from .job import Job, new_id
+from .job import Job, is_id, new_id
 from .settings import WEBHOOK_SECRET_ENV, JobsSpec
 from .store import JobStore, open_store
 from .webhooks import Webhooks
@@ -33,6 +33,8 @@ from .worker import Worker
 log = logging.getLogger(__name__)
 
 PURGE_EVERY = 600  # seconds
+SENDERS = 4  # webhooks sent at once by each process, so that one slow receiver holds up no other
+MAX_IDEMPOTENCY_KEY = 255
 
 
 class JobNotFound(NotFound):
@@ -52,8 +54,9 @@ class JobService:
         self.store: JobStore = open_store(url)
         self.bus: Bus = open_bus(url, spec.redis)
         self._watchers: dict[str, set[asyncio.Event]] = {}
-        self._work = asyncio.Event()
-        self._ended = asyncio.Event()
+        # The wake-up of each idle worker, and of each webhook sender.
+        self._idle_workers: list[asyncio.Event] = []
+        self._idle_senders: list[asyncio.Event] = []
         self.workers = [
             Worker(
                 self.store,
@@ -69,21 +72,29 @@ class JobService:
         self.webhooks: Webhooks | None = None
         if secret is not None:
             key = secret.get_secret_value().encode()
-            self.webhooks = Webhooks(self.store, gateway.http, key, spec.webhook_attempts)
+            self.webhooks = Webhooks(
+                self.store,
+                key,
+                attempts=spec.webhook_attempts,
+                allow_private=spec.webhook_allow_private,
+            )
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         await self.store.open()
         await self.bus.open(self._heard)
         self._tasks = [
-            asyncio.create_task(self._loop(worker.run_next, self._work)) for worker in self.workers
+            asyncio.create_task(self._loop(worker.run_next, self._idle_workers))
+            for worker in self.workers
         ]
         if self.workers:
             # Processes that run jobs send their webhooks and remove old ones.
             if self.webhooks is not None:
-                self._tasks.append(
-                    asyncio.create_task(self._loop(self.webhooks.deliver_next, self._ended))
-                )
+                deliver = self.webhooks.deliver_next
+                self._tasks += [
+                    asyncio.create_task(self._loop(deliver, self._idle_senders))
+                    for _ in range(SENDERS)
+                ]
             self._tasks.append(asyncio.create_task(self._purge_loop()))
 
     async def close(self) -> None:
@@ -91,6 +102,8 @@ class JobService:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.bus.close()
+        if self.webhooks is not None:
+            await self.webhooks.close()
         await self.store.close()
 
     # -- what the API asks ---------------------------------------------------------------------
@@ -105,6 +118,13 @@ class JobService:
         """The job for ``request``: a new one, or the one it repeats (then True)."""
         if request.stream:
             raise InvalidRequest("A job cannot be streamed; leave out 'stream'.", param="stream")
+        if idempotency_key is not None and not (
+            0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY and idempotency_key.isprintable()
+        ):
+            raise InvalidRequest(
+                f"An Idempotency-Key is 1 to {MAX_IDEMPOTENCY_KEY} printable characters.",
+                param="Idempotency-Key",
+            )
         if webhook_url is not None and self.webhooks is None:
             raise InvalidRequest(
                 "Webhooks are off: the gateway has no secret to sign them with "
@@ -112,6 +132,8 @@ class JobService:
                 param="webhook_url",
                 code="webhooks_not_configured",
             )
+        if webhook_url is not None and self.webhooks is not None:
+            self.webhooks.check(webhook_url)
         structured.target(request)  # a bad schema is refused now, not when the job runs
         model = self.gateway.resolve(request.model).name
         body = request.model_dump(mode="json", exclude_unset=True, by_alias=True)
@@ -143,16 +165,18 @@ class JobService:
         return stored, True
 
     async def get(self, job_id: str) -> Job:
-        job = await self.store.get(job_id)
+        job = await self.store.get(job_id) if is_id(job_id) else None
         if job is None:
             raise JobNotFound(job_id)
         return job
 
     async def recent(self, status: str | None, limit: int, after: str | None) -> list[Job]:
+        if after is not None and not is_id(after):
+            raise InvalidRequest(f"'after' must be a job id, not {after[:40]!r}.", param="after")
         return await self.store.recent(status, limit, after)
 
     async def cancel(self, job_id: str) -> Job:
-        job = await self.store.cancel(job_id)
+        job = await self.store.cancel(job_id) if is_id(job_id) else None
         if job is None:
             raise JobNotFound(job_id)
         self.bus.publish("cancelled", job_id)  # its worker, wherever it is, stops it
@@ -160,10 +184,10 @@ class JobService:
 
     async def watch(self, job_id: str) -> AsyncIterator[Job]:
         """The job each time it changes, until it has ended."""
-        job = await self.get(job_id)
         changed = asyncio.Event()
-        self._watchers.setdefault(job_id, set()).add(changed)
+        self._watchers.setdefault(job_id, set()).add(changed)  # first, to miss no change
         try:
+            job = await self.get(job_id)
             seen: Any = None
             while True:
                 view = (job.status, job.stage, job.estimate(time.time()), job.attempts)
@@ -186,18 +210,20 @@ class JobService:
 
     def _heard(self, kind: Kind, job_id: str) -> None:
         if kind == "submitted":
-            self._work.set()
+            _wake(self._idle_workers)
             return
         if kind == "cancelled":
             for worker in self.workers:
                 worker.stop_job(job_id)
         if kind in ("ended", "cancelled"):
-            self._ended.set()
-        for event in self._watchers.get(job_id, ()):
-            event.set()
+            _wake(self._idle_senders)
+        _wake(self._watchers.get(job_id, ()))
 
-    async def _loop(self, step: Callable[[], Awaitable[bool]], wake: asyncio.Event) -> None:
-        """Take one step after another while there is work, then wait for ``wake``."""
+    async def _loop(self, step: Callable[[], Awaitable[bool]], idle: list[asyncio.Event]) -> None:
+        """Take one step after another while there is work, then wait, among ``idle``, to be
+        woken."""
+        wake = asyncio.Event()
+        idle.append(wake)
         while True:
             wake.clear()  # before looking, so that work arriving meanwhile wakes us
             try:
@@ -210,12 +236,20 @@ class JobService:
 
     async def _purge_loop(self) -> None:
         while True:
-            removed = await self.store.purge(time.time() - self.spec.ttl_hours * 3600)
-            if removed:
-                log.info(
-                    "removed %d jobs that ended over %g hours ago", removed, self.spec.ttl_hours
-                )
+            try:
+                removed = await self.store.purge(time.time() - self.spec.ttl_hours * 3600)
+            except Exception:
+                log.exception("could not remove old jobs; trying again later")
+            else:
+                if removed:
+                    hours = self.spec.ttl_hours
+                    log.info("removed %d jobs that ended over %g hours ago", removed, hours)
             await asyncio.sleep(PURGE_EVERY)
+
+
+def _wake(events: Iterable[asyncio.Event]) -> None:
+    for event in events:
+        event.set()
 
 
 def _deterministic(request: ChatCompletionRequest) -> bool:

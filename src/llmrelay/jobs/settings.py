@@ -45,6 +45,10 @@ class JobsSpec(BaseModel):
         description=f"Signs webhooks (HMAC-SHA256); or ${WEBHOOK_SECRET_ENV}. Jobs with a "
         "webhook_url are refused without it.",
     )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Let webhooks reach loopback, private and link-local addresses.",
+    )
     webhook_attempts: int = Field(
         default=6, ge=1, description="Tries to send a webhook, 1, 2, 4... seconds apart."
     )

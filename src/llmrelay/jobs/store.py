@@ -112,7 +112,7 @@ class JobStore:
         await self._run(lambda db: None)  # connects, and makes the tables if need be
 
     async def close(self) -> None:
-        self._threads.shutdown(wait=True)
+        await asyncio.to_thread(self._threads.shutdown, wait=True)
         for db in self._connections:
             db.close()
         self._connections.clear()

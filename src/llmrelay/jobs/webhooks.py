@@ -18,10 +18,13 @@ import hmac
 import logging
 import secrets
 import time
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 
+from .. import netguard
+from ..errors import InvalidRequest
 from .job import Job
 from .store import JobStore
 
@@ -40,25 +43,40 @@ def sign(secret: bytes, body: bytes, at: int) -> str:
 
 def verify(secret: bytes, body: bytes, signature: str, tolerance: float = 300) -> bool:
     """Whether ``signature`` is this secret's for ``body``, made at most ``tolerance``
-    seconds ago."""
+    seconds ago; False for anything malformed."""
     fields = dict(part.split("=", 1) for part in signature.split(",") if "=" in part)
-    try:
-        at = int(fields["t"])
-    except (KeyError, ValueError):
+    stamp = fields.get("t", "")
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) <= 12):
         return False
+    at = int(stamp)
     if abs(time.time() - at) > tolerance:
         return False
-    return hmac.compare_digest(sign(secret, body, at), signature)
+    return hmac.compare_digest(sign(secret, body, at).encode(), signature.encode())
 
 
 class Webhooks:
     def __init__(
-        self, store: JobStore, http: aiohttp.ClientSession, secret: bytes, attempts: int
+        self, store: JobStore, secret: bytes, *, attempts: int, allow_private: bool
     ) -> None:
         self.store = store
-        self.http = http
         self.secret = secret
         self.attempts = attempts
+        self.allow_private = allow_private
+        self._http: aiohttp.ClientSession | None = None
+
+    def check(self, url: str) -> None:
+        """Refuse, as the job is submitted, a URL the guard would refuse when sending."""
+        host = urlsplit(url).hostname or ""
+        if not self.allow_private and netguard.private_ip(host):
+            raise InvalidRequest(
+                "The webhook_url points at a private or loopback address "
+                "(jobs.webhook_allow_private allows it).",
+                param="webhook_url",
+            )
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
 
     async def deliver_next(self) -> bool:
         """Try the next webhook that is due, if there is one; whether there was one."""
@@ -89,15 +107,17 @@ class Webhooks:
             SIGNATURE_HEADER: sign(self.secret, body, int(time.time())),
             "llmrelay-job-id": job.id,
         }
+        if self._http is None:
+            self._http = netguard.session(
+                allow_private=self.allow_private, limit=16, timeout=TIMEOUT
+            )
         try:
-            async with self.http.post(
-                url,
-                data=body,
-                headers=headers,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=TIMEOUT),
+            async with self._http.post(
+                url, data=body, headers=headers, allow_redirects=False
             ) as response:
                 status = response.status
+        except netguard.BlockedAddress as exc:
+            return str(exc), True  # a name that resolves to private addresses stays so
         except (aiohttp.ClientError, TimeoutError) as exc:
             return f"{type(exc).__name__}: {exc}".rstrip(": "), False
         if 200 <= status < 300:

@@ -54,7 +54,15 @@ class Worker:
     async def run_next(self) -> bool:
         """Run the next job, if one is waiting; whether there was one."""
         owner = f"{self.name}:{secrets.token_hex(4)}"  # one per claim, so a stale one is fenced
-        job = await self.store.claim(owner, self.lease)
+        claiming = asyncio.ensure_future(self.store.claim(owner, self.lease))
+        try:
+            job = await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            # The claim's SQL runs on to the end regardless; give back what it took.
+            if (claimed := await claiming) is not None:
+                await self.store.release(claimed, owner)
+                self.tell("submitted", claimed.id)
+            raise
         if job is None:
             return False
         self.tell("changed", job.id)
@@ -63,6 +71,11 @@ class Worker:
         self.current = (job, task)
         try:
             await task  # cancelling the worker cancels the job's task too
+        except asyncio.CancelledError:
+            worker = asyncio.current_task()
+            if not self._lost or (worker is not None and worker.cancelling()):
+                raise
+            # Only the job was stopped (a cancel, or a lost lease): this worker goes on.
         finally:
             self.current = None
         return True
@@ -95,15 +108,16 @@ class Worker:
         job.stage = "waiting_for_model"
         request = ChatCompletionRequest.model_validate(job.request)
         budget = request.token_limit or DEFAULT_BUDGET
-        speed = await self.store.speed(job.model)
-        if speed is not None:
-            job.expected_seconds = speed * budget
-        if not await self.store.save(job, owner, self.lease):
-            return
         runner = asyncio.current_task()
         assert runner is not None
-        beats = asyncio.create_task(self._beat(job, owner, runner))
+        beats: asyncio.Task[None] | None = None
         try:
+            speed = await self.store.speed(job.model)
+            if speed is not None:
+                job.expected_seconds = speed * budget
+            if not await self.store.save(job, owner, self.lease):
+                return
+            beats = asyncio.create_task(self._beat(job, owner, runner))
             model = self.gateway.resolve(job.model)
             reply, output = await structured.answer(
                 request,
@@ -118,16 +132,22 @@ class Worker:
             if not self._lost:
                 job.stage = "queued"
                 await self.store.release(job, owner)  # the worker stops: the job goes back now
+                self.tell("submitted", job.id)
                 raise
             log.info("job %s stopped: cancelled, or its lease was lost", job.id)
             return
+        except Exception:
+            log.exception("job %s failed unexpectedly", job.id)
+            job.status = "failed"
+            job.error = _error("The job failed inside the gateway; see its log.", "internal_error")
         else:
             job.status = "completed"
             job.output = output
             job.result = reply
             job.progress = 100
         finally:
-            beats.cancel()
+            if beats is not None:
+                beats.cancel()
         await self._finish(job, owner)
         if job.status == "completed" and job.started_at is not None:
             await self.store.record_speed(job.model, (time.time() - job.started_at) / budget)
@@ -165,7 +185,13 @@ class Worker:
         was cancelled or taken over."""
         while True:
             await asyncio.sleep(self.heartbeat)
-            if not await self.store.save(job, owner, self.lease):
+            try:
+                held = await self.store.save(job, owner, self.lease)
+            except Exception:
+                # The lease outlasts a few beats; the next may get through.
+                log.warning("could not renew the lease of job %s", job.id, exc_info=True)
+                continue
+            if not held:
                 self._abandon(runner)
                 return
             self.tell("changed", job.id)
