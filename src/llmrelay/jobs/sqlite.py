@@ -15,34 +15,10 @@ from typing import cast
 
 from .store import Connection
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    status TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    finished_at REAL,
-    runs INTEGER NOT NULL DEFAULT 0,
-    idempotency_key TEXT,
-    dedup_key TEXT,
-    webhook_state TEXT,
-    lease_owner TEXT,
-    lease_until REAL,
-    body BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_waiting ON jobs (status, created_at);
-CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs (idempotency_key);
-CREATE INDEX IF NOT EXISTS jobs_dedup ON jobs (dedup_key);
-CREATE INDEX IF NOT EXISTS jobs_webhooks ON jobs (webhook_state, finished_at);
-CREATE TABLE IF NOT EXISTS model_speed (
-    model TEXT PRIMARY KEY,
-    seconds_per_token REAL NOT NULL
-);
-"""
-
 
 class SQLite:
     threads = 1
+    real, blob = "REAL", "BLOB"
     locking = ""  # one writer at a time: a claim has nothing to pass
 
     def __init__(self, path: Path) -> None:
@@ -56,7 +32,6 @@ class SQLite:
         # can take back the last ones.
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=10000")
-        db.executescript(_SCHEMA)
         return cast(Connection, db)
 
     def sql(self, statement: str) -> str:

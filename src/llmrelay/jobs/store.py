@@ -48,10 +48,12 @@ class Connection(Protocol):
 
 class Dialect(Protocol):
     threads: int  # connections the store uses at once
+    real: str  # the names of the types that table.MIGRATIONS leaves open
+    blob: str
     locking: str  # added to a select that picks a row to take (see table)
 
     def connect(self) -> Connection:
-        """A new connection in autocommit mode, to a database whose tables exist."""
+        """A new connection in autocommit mode."""
         ...
 
     def sql(self, statement: str) -> str:
@@ -74,13 +76,27 @@ class JobStore:
         self._threads = ThreadPoolExecutor(dialect.threads, thread_name_prefix="jobs-store")
         self._local = threading.local()
         self._connections: list[Connection] = []
+        self._migrated = False
 
     def _connection(self) -> Connection:
         db: Connection | None = getattr(self._local, "db", None)
         if db is None:
             db = self._local.db = self.dialect.connect()
             self._connections.append(db)
+            if not self._migrated:
+                self._migrate(db)
+                self._migrated = True
         return db
+
+    def _migrate(self, db: Connection) -> None:
+        """Take the schema's steps that the database has not taken, one process at a time."""
+        with self.dialect.exclusive(db, "llmrelay schema"):
+            self._execute(db, table.VERSIONS)
+            done = self._execute(db, table.VERSION).fetchone()[0] or 0
+            for version, steps in enumerate(table.MIGRATIONS[done:], start=done + 1):
+                for step in steps:
+                    self._execute(db, step.format(real=self.dialect.real, blob=self.dialect.blob))
+                self._execute(db, table.TOOK, version)
 
     def _within(self, work: Callable[[Connection], T]) -> T:
         db = self._connection()

@@ -1,4 +1,5 @@
-"""The jobs table: the SQL that every store speaks, and how a job maps to a row.
+"""The jobs table: its schema and the SQL that every store speaks, and how a job maps to a
+row.
 
 The statements are written once, with ``?`` placeholders, for SQLite and
 PostgreSQL alike; a dialect rewrites the placeholders and adds ``locking`` to the
@@ -31,6 +32,41 @@ COLUMNS = (
 _NAMES = ", ".join(COLUMNS)
 _RETURNING = f"RETURNING {_NAMES}, body"
 _ENDED = ", ".join(f"'{status}'" for status in sorted(TERMINAL))
+
+# The schema, step by step; a database records the steps it has taken in schema_version,
+# and a store takes the rest as it connects. ``{real}`` and ``{blob}`` are the dialect's
+# names for a float and a byte string. Never change a step: add one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE IF NOT EXISTS jobs (
+            id TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            created_at {real} NOT NULL,
+            finished_at {real},
+            runs INTEGER NOT NULL DEFAULT 0,
+            idempotency_key TEXT,
+            dedup_key TEXT,
+            lease_owner TEXT,
+            lease_until {real},
+            body {blob} NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS jobs_waiting ON jobs (status, created_at)",
+        "CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at)",
+        "CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs (idempotency_key)",
+        "CREATE INDEX IF NOT EXISTS jobs_dedup ON jobs (dedup_key)",
+        """CREATE TABLE IF NOT EXISTS model_speed (
+            model TEXT PRIMARY KEY,
+            seconds_per_token {real} NOT NULL
+        )""",
+    ),
+    (
+        "ALTER TABLE jobs ADD COLUMN webhook_state TEXT",
+        "CREATE INDEX IF NOT EXISTS jobs_webhooks ON jobs (webhook_state, finished_at)",
+    ),
+)
+VERSIONS = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+VERSION = "SELECT max(version) FROM schema_version"
+TOOK = "INSERT INTO schema_version (version) VALUES (?)"
 
 SELECT = f"SELECT {_NAMES}, body FROM jobs"
 BY_ID = f"{SELECT} WHERE id = ?"
