@@ -52,8 +52,12 @@ JOB = {
 
 def config(folder: Path, upstream: ScriptedUpstream, **jobs: Any) -> Path:
     path = folder / f"config-{services.free_port()}.yaml"
-    model = {"name": "bench", "provider": "openai", "base_url": upstream.base_url, "model": "m"}
-    settings = {"log_level": "warning", "models": [model], "data_dir": str(folder), "jobs": jobs}
+    settings = {
+        "log_level": "warning",
+        "models": [upstream.model("bench")],
+        "data_dir": str(folder),
+        "jobs": jobs,
+    }
     path.write_text(yaml.safe_dump(settings))
     return path
 

@@ -35,11 +35,8 @@ def upstream() -> Iterator[ScriptedUpstream]:
 
 @pytest.fixture(scope="module")
 def relay(upstream: ScriptedUpstream, tmp_path_factory: Any) -> Iterator[Running]:
-    def model(name: str) -> dict[str, Any]:
-        return {"name": name, "provider": "openai", "base_url": upstream.base_url, "model": name}
-
     config = {
-        "models": [model(name) for name in ("chef", "slow", "stubborn", "plain")],
+        "models": [upstream.model(name) for name in ("chef", "slow", "stubborn", "plain")],
         "jobs": {"workers": 2, "max_attempts": 3, "lease_seconds": 3},
     }
     with run_gateway(config, tmp_path_factory.mktemp("jobs")) as running:
@@ -363,7 +360,7 @@ def test_a_websocket_for_an_unknown_job_closes_with_4404(relay: Running) -> None
 def test_websockets_need_a_key_when_the_gateway_has_keys(
     upstream: ScriptedUpstream, tmp_path: Any
 ) -> None:
-    model = {"name": "plain", "provider": "openai", "base_url": upstream.base_url}
+    model = upstream.model("plain")
     with run_gateway({"models": [model], "api_keys": ["relay-key"]}, tmp_path) as running:
         job = httpx.post(
             running.v1 + "/jobs",

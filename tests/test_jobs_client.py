@@ -58,7 +58,7 @@ def upstream() -> Iterator[ScriptedUpstream]:
 
 @pytest.fixture(scope="module")
 def relay(upstream: ScriptedUpstream, tmp_path_factory: Any) -> Iterator[Running]:
-    model = {"name": "count", "provider": "openai", "base_url": upstream.base_url}
+    model = upstream.model("count")
     with run_gateway({"models": [model]}, tmp_path_factory.mktemp("client")) as running:
         yield running
 

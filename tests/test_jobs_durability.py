@@ -74,7 +74,7 @@ def test_kill_9_mid_job_and_every_job_completes_once(
     tmp_path: Path, upstream: ScriptedUpstream
 ) -> None:
     config = tmp_path / "llmrelay.yaml"
-    model = {"name": "count", "provider": "openai", "base_url": upstream.base_url, "model": "count"}
+    model = upstream.model("count")
     settings: dict[str, Any] = {
         "models": [model],
         "data_dir": str(tmp_path / "data"),

@@ -55,10 +55,7 @@ def cluster(
     jobs: dict[str, Any] = {"store": postgres_url, "workers": 0, "lease_seconds": 3}
     if request.param == "redis":
         jobs["redis"] = request.getfixturevalue("redis_url")
-    models = [
-        {"name": name, "provider": "openai", "base_url": upstream.base_url, "model": name}
-        for name in ("echo", "slow")
-    ]
+    models = [upstream.model("echo"), upstream.model("slow")]
     config = tmp_path / "llmrelay.yaml"
     config.write_text(yaml.safe_dump({"models": models, "jobs": jobs}))
     workers = tmp_path / "workers.yaml"

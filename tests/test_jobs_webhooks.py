@@ -33,14 +33,10 @@ def receiver() -> Iterator[WebhookReceiver]:
         yield server
 
 
-def model(upstream: ScriptedUpstream, name: str) -> dict[str, Any]:
-    return {"name": name, "provider": "openai", "base_url": upstream.base_url, "model": name}
-
-
 @pytest.fixture(scope="module")
 def http(upstream: ScriptedUpstream, tmp_path_factory: Any) -> Iterator[httpx.Client]:
     config = {
-        "models": [model(upstream, "plain"), model(upstream, "slow")],
+        "models": [upstream.model("plain"), upstream.model("slow")],
         # The receiver is on loopback, which webhooks may reach only when allowed.
         "jobs": {"webhook_secret": SECRET, "webhook_attempts": 3, "webhook_allow_private": True},
     }
@@ -155,7 +151,7 @@ def test_a_webhook_url_must_be_http(http: httpx.Client, hook: str) -> None:
 def test_webhooks_are_refused_without_a_secret(
     upstream: ScriptedUpstream, receiver: WebhookReceiver, tmp_path: Any
 ) -> None:
-    config = {"models": [model(upstream, "plain")]}
+    config = {"models": [upstream.model("plain")]}
     with run_gateway(config, tmp_path) as running:
         reply = httpx.post(
             running.v1 + "/jobs",
@@ -170,7 +166,7 @@ def test_the_secret_can_come_from_the_environment(
     upstream: ScriptedUpstream, receiver: WebhookReceiver, tmp_path: Any
 ) -> None:
     env = {"LLMRELAY_WEBHOOK_SECRET": "from-the-env"}
-    config = {"models": [model(upstream, "plain")], "jobs": {"webhook_allow_private": True}}
+    config = {"models": [upstream.model("plain")], "jobs": {"webhook_allow_private": True}}
     with run_gateway(config, tmp_path, env) as running:
         reply = httpx.post(
             running.v1 + "/jobs",
@@ -211,7 +207,7 @@ def test_malformed_signatures_do_not_verify() -> None:
 def test_webhooks_reach_no_private_address_unless_allowed(
     upstream: ScriptedUpstream, receiver: WebhookReceiver, tmp_path: Any
 ) -> None:
-    config = {"models": [model(upstream, "plain")], "jobs": {"webhook_secret": SECRET}}
+    config = {"models": [upstream.model("plain")], "jobs": {"webhook_secret": SECRET}}
     with run_gateway(config, tmp_path) as running, httpx.Client(base_url=running.v1) as http:
         for address in ("127.0.0.1", "169.254.169.254", "[::1]", "10.0.0.1"):
             reply = http.post(

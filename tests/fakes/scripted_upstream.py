@@ -38,6 +38,10 @@ class ScriptedUpstream(FakeServer):
     def base_url(self) -> str:
         return self.root + "/v1"
 
+    def model(self, name: str) -> dict[str, Any]:
+        """A config entry for the model ``name``, served here under the same name."""
+        return {"name": name, "provider": "openai", "base_url": self.base_url, "model": name}
+
     def script(self, model: str, answers: list[str], finish: str = "stop") -> None:
         self._scripts[model] = deque(answers)
         self._finish[model] = finish

@@ -125,14 +125,14 @@ class JobService:
                 f"An Idempotency-Key is 1 to {MAX_IDEMPOTENCY_KEY} printable characters.",
                 param="Idempotency-Key",
             )
-        if webhook_url is not None and self.webhooks is None:
-            raise InvalidRequest(
-                "Webhooks are off: the gateway has no secret to sign them with "
-                f"(jobs.webhook_secret or ${WEBHOOK_SECRET_ENV}).",
-                param="webhook_url",
-                code="webhooks_not_configured",
-            )
-        if webhook_url is not None and self.webhooks is not None:
+        if webhook_url is not None:
+            if self.webhooks is None:
+                raise InvalidRequest(
+                    "Webhooks are off: the gateway has no secret to sign them with "
+                    f"(jobs.webhook_secret or ${WEBHOOK_SECRET_ENV}).",
+                    param="webhook_url",
+                    code="webhooks_not_configured",
+                )
             self.webhooks.check(webhook_url)
         structured.target(request)  # a bad schema is refused now, not when the job runs
         model = self.gateway.resolve(request.model).name

@@ -60,8 +60,7 @@ class Worker:
         except asyncio.CancelledError:
             # The claim's SQL runs on to the end regardless; give back what it took.
             if (claimed := await claiming) is not None:
-                await self.store.release(claimed, owner)
-                self.tell("submitted", claimed.id)
+                await self._give_back(claimed, owner)
             raise
         if job is None:
             return False
@@ -131,8 +130,7 @@ class Worker:
         except asyncio.CancelledError:
             if not self._lost:
                 job.stage = "queued"
-                await self.store.release(job, owner)  # the worker stops: the job goes back now
-                self.tell("submitted", job.id)
+                await self._give_back(job, owner)  # the worker stops: the job goes back now
                 raise
             log.info("job %s stopped: cancelled, or its lease was lost", job.id)
             return
@@ -195,6 +193,11 @@ class Worker:
                 self._abandon(runner)
                 return
             self.tell("changed", job.id)
+
+    async def _give_back(self, job: Job, owner: str) -> None:
+        """Return a job to the queue, and wake a worker anywhere to take it."""
+        await self.store.release(job, owner)
+        self.tell("submitted", job.id)
 
     async def _finish(self, job: Job, owner: str) -> None:
         job.stage = "done"
