@@ -127,13 +127,18 @@ def test_a_store_whose_database_connection_was_cut_connects_again(postgres_url: 
         await store.open()
         try:
             job = await store.submit(Job(id=new_id(), model="m", request={}))
+            # Every thread of the store holds a connection before the cut: calls kept busy
+            # side by side take one thread each.
+            await asyncio.gather(
+                *(store._run(lambda db: time.sleep(0.2)) for _ in range(Postgres.threads))
+            )
             with psycopg.connect(postgres_url, autocommit=True) as admin:
                 admin.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
                     " WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
-            # A call on a cut connection fails; the thread's next call connects afresh. The
-            # store has a few threads, each with its own connection, all of them cut.
+            # A call on a cut connection fails; the thread's next call connects afresh. All
+            # the store's threads had a connection, and all of them were cut.
             failed, found = 0, None
             for _ in range(Postgres.threads + 1):
                 try:
