@@ -16,10 +16,10 @@ import psycopg
 import pytest
 import yaml
 
-from llmrelay.jobs import table
+from llmrelay.database import open_database, schema
+from llmrelay.database.postgres import Postgres
 from llmrelay.jobs.job import Job, new_id
-from llmrelay.jobs.postgres import Postgres
-from llmrelay.jobs.store import open_store
+from llmrelay.jobs.store import JobStore
 
 from . import services
 from .conftest import free_port
@@ -37,8 +37,9 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def test_a_worker_whose_lease_ran_out_cannot_finish(store_url: str) -> None:
     async def scenario() -> None:
-        store = open_store(store_url)
-        await store.open()
+        database = open_database(store_url)
+        store = JobStore(database)
+        await database.open()
         try:
             job = await store.submit(Job(id=new_id(), model="m", request={}))
             first = await store.claim("worker-a", lease=0.1)
@@ -58,7 +59,7 @@ def test_a_worker_whose_lease_ran_out_cannot_finish(store_url: str) -> None:
             assert await store.purge(time.time() + 1) == 1
             assert await store.get(job.id) is None
         finally:
-            await store.close()
+            await database.close()
 
     asyncio.run(scenario())
 
@@ -123,14 +124,15 @@ def test_kill_9_mid_job_and_every_job_completes_once(
 
 def test_a_store_whose_database_connection_was_cut_connects_again(postgres_url: str) -> None:
     async def scenario() -> None:
-        store = open_store(postgres_url)
-        await store.open()
+        database = open_database(postgres_url)
+        store = JobStore(database)
+        await database.open()
         try:
             job = await store.submit(Job(id=new_id(), model="m", request={}))
             # Every thread of the store holds a connection before the cut: calls kept busy
             # side by side take one thread each.
             await asyncio.gather(
-                *(store._run(lambda db: time.sleep(0.2)) for _ in range(Postgres.threads))
+                *(database.run(lambda db: time.sleep(0.2)) for _ in range(Postgres.threads))
             )
             with psycopg.connect(postgres_url, autocommit=True) as admin:
                 admin.execute(
@@ -149,7 +151,7 @@ def test_a_store_whose_database_connection_was_cut_connects_again(postgres_url: 
             assert 1 <= failed <= Postgres.threads
             assert found is not None and found.id == job.id
         finally:
-            await store.close()
+            await database.close()
 
     asyncio.run(scenario())
 
@@ -157,22 +159,23 @@ def test_a_store_whose_database_connection_was_cut_connects_again(postgres_url: 
 def test_a_database_made_by_an_earlier_release_is_brought_up_to_date(tmp_path: Path) -> None:
     path = tmp_path / "jobs.db"
     with sqlite3.connect(path) as db:  # the schema's first step alone, and no record of it
-        for step in table.MIGRATIONS[0]:
+        for step in schema.MIGRATIONS[0]:
             db.execute(step.format(real="REAL", blob="BLOB"))
 
     async def scenario() -> None:
-        store = open_store(f"sqlite:///{path}")
-        await store.open()
+        database = open_database(f"sqlite:///{path}")
+        store = JobStore(database)
+        await database.open()
         try:
             job = Job(id=new_id(), model="m", request={}, webhook_state="waiting")
             await store.submit(job)
             found = await store.get(job.id)
             assert found is not None and found.webhook_state == "waiting"
         finally:
-            await store.close()
+            await database.close()
 
     asyncio.run(scenario())
     asyncio.run(scenario())  # and opening it again takes no step twice
     with sqlite3.connect(path) as db:
         versions = [v for (v,) in db.execute("SELECT version FROM schema_version")]
-    assert versions == list(range(1, len(table.MIGRATIONS) + 1))
+    assert versions == list(range(1, len(schema.MIGRATIONS) + 1))

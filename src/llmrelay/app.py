@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -14,13 +15,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from . import __version__, logs
-from .api import anthropic, health, jobs, openai, simple_chat, vllm
+from .api import admin, anthropic, health, jobs, openai, records, simple_chat, vllm
 from .api.deps import json_response
 from .api.routing import Endpoint, Router, endpoint, openapi_document, swagger_page
+from .bus import open_bus
 from .config import Config
+from .database import open_database
+from .errors import RelayError
 from .gateway import Gateway
 from .jobs.service import JobService
+from .keys.access import Access, presented_key
 from .middleware import GatewayMiddleware
+from .trace import Trace, current_trace
 from .upstream import create_session
 
 log = logging.getLogger(__name__)
@@ -32,17 +38,19 @@ ENDPOINTS: list[Endpoint] = [
     *anthropic.ENDPOINTS,
     *simple_chat.ENDPOINTS,
     *vllm.ENDPOINTS,
+    *records.ENDPOINTS,
+    *admin.ENDPOINTS,
     *health.ENDPOINTS,
 ]
 OPENAPI = openapi_document(ENDPOINTS, TITLE, __version__)
 
 
-@endpoint("GET", "/openapi.json", "Docs", documented=False)
+@endpoint("GET", "/openapi.json", "Docs", documented=False, access="public")
 async def openapi_json(request: Request, gateway: Gateway) -> Response:
     return json_response(OPENAPI)
 
 
-@endpoint("GET", "/docs", "Docs", documented=False)
+@endpoint("GET", "/docs", "Docs", documented=False, access="public")
 async def docs(request: Request, gateway: Gateway) -> Response:
     return swagger_page(TITLE)
 
@@ -55,23 +63,53 @@ class App:
         self.router = Router([*ENDPOINTS, openapi_json, docs])
         self.sockets = [(compile_path(path)[0], handler) for path, handler in jobs.SOCKETS]
         self.gateway: Gateway | None = None
+        self.access: Access | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        if self.gateway is None:
+        if self.gateway is None or self.access is None:
             return
         if scope["type"] == "websocket":
-            await self._socket(scope, receive, send, self.gateway)
+            await self._socket(scope, receive, send, self.gateway, self.access)
             return
         if scope["type"] != "http":
             return
         endpoint, scope["path_params"] = self.router.match(scope["method"], scope["path"])
-        response = await endpoint.handler(Request(scope, receive), self.gateway)
-        await response(scope, receive, send)
+        if scope["method"] != "OPTIONS":
+            presented = presented_key(dict(scope["headers"]))
+            await self.access.check(endpoint.access, presented, current_trace())
+        in_flight = self.gateway.metrics.in_flight
+        in_flight.inc()
+        try:
+            response = await endpoint.handler(Request(scope, receive), self.gateway)
+            await response(scope, receive, send)
+        finally:
+            in_flight.dec()
 
-    async def _socket(self, scope: Scope, receive: Receive, send: Send, gateway: Gateway) -> None:
+    def ended(self, trace: Trace, method: str, path: str) -> None:
+        """Log a request that ended, and record it when it reached a model."""
+        logs.access(trace, method, path)
+        if trace.model is not None and self.gateway is not None:
+            self.gateway.metrics.observe(trace)
+            self.gateway.ledger.record(trace, method, path)
+
+    async def _socket(
+        self, scope: Scope, receive: Receive, send: Send, gateway: Gateway, access: Access
+    ) -> None:
+        # A WebSocket presents its key as a header, or, since browsers cannot set headers on
+        # one, as the ``api_key`` query parameter. Refused before the handshake completes,
+        # the client sees a 403.
+        presented = presented_key(dict(scope["headers"]))
+        if not presented:
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            presented = (query.get("api_key") or [""])[0].encode()
+        try:
+            await access.check("client", presented, Trace())
+        except RelayError:
+            await send({"type": "websocket.close", "code": 1008})
+            return
         for path, handler in self.sockets:
             found = path.match(scope["path"])
             if found:
@@ -83,6 +121,13 @@ class App:
     @asynccontextmanager
     async def _running(self) -> AsyncIterator[None]:
         async with running(self.config) as gateway:
+            self.access = Access(
+                self.config.master_key.get_secret_value() if self.config.master_key else None,
+                [key.get_secret_value() for key in self.config.api_keys],
+                gateway.keys,
+                gateway.limiter,
+                gateway.ledger,
+            )
             self.gateway = gateway
             try:
                 yield
@@ -111,10 +156,15 @@ class App:
 async def running(config: Config, job_workers: int | None = None) -> AsyncIterator[Gateway]:
     """The gateway with its models and jobs started: for serving, or for ``job_workers``
     workers alone (``llmrelay worker``)."""
+    url = config.jobs.store_url(config.data_dir)
+    database = open_database(url)
+    bus = open_bus(url, config.jobs.redis)
     async with create_session() as http:
-        gateway = Gateway(config, http)
-        jobs = JobService(config.jobs, config.data_dir, gateway, job_workers)
+        gateway = Gateway(config, http, database, bus)
+        jobs = JobService(config.jobs, gateway, database, bus, job_workers)
         try:
+            await database.open()
+            await bus.open()
             await gateway.start()
             await jobs.start()
             gateway.jobs = jobs
@@ -122,12 +172,16 @@ async def running(config: Config, job_workers: int | None = None) -> AsyncIterat
         finally:
             await jobs.close()
             await gateway.close()
+            await bus.close()
+            await database.close()
 
 
 def create_app(config: Config) -> ASGIApp:
+    app = App(config)
     return GatewayMiddleware(
-        App(config),
-        api_keys=[key.get_secret_value() for key in config.api_keys],
+        app,
         max_body_bytes=config.max_body_bytes,
         cors_origins=config.cors_origins,
+        keep_bytes=config.inspector.max_kb * 1024 if config.log_content else 0,
+        ended=app.ended,
     )

@@ -265,3 +265,22 @@ def _merge_tool_call(calls: dict[int, JSONObject], fragment: JSONObject) -> None
         call["function"]["name"] += function["name"]
     if function.get("arguments"):
         call["function"]["arguments"] += function["arguments"]
+
+
+def replay(reply: JSONObject, with_usage: bool) -> list[JSONObject]:
+    """A whole ``chat.completion`` as the chunks of a stream that would fold back into it."""
+    factory = ChunkFactory(reply.get("model", ""))
+    chunks: list[JSONObject] = []
+    for choice in reply.get("choices") or ():
+        index = choice.get("index", 0)
+        message = choice.get("message") or {}
+        delta: JSONObject = {"role": "assistant", "content": message.get("content") or ""}
+        if message.get("tool_calls"):
+            delta["tool_calls"] = [
+                {"index": i, **call} for i, call in enumerate(message["tool_calls"])
+            ]
+        chunks.append(factory.delta(index, delta))
+        chunks.append(factory.delta(index, {}, choice.get("finish_reason") or "stop"))
+    if with_usage and reply.get("usage"):
+        chunks.append(factory.chunk([], reply["usage"]))
+    return chunks

@@ -107,7 +107,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if args.config:
         os.environ[CONFIG_ENV] = os.path.abspath(args.config)
-    configure(config.log_level)
+    configure(config.log_level, config.log_format)
     uvicorn.run(
         "llmrelay.cli:app_from_env",
         factory=True,
@@ -136,7 +136,7 @@ def _worker(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    configure(config.log_level)
+    configure(config.log_level, config.log_format)
     uvloop.run(_work(config, count))
     return 0
 
@@ -160,7 +160,7 @@ def app_from_env() -> object:
     from .logs import configure
 
     config = _load(os.environ.get(CONFIG_ENV))
-    configure(config.log_level)
+    configure(config.log_level, config.log_format)
     app = create_app(config)
     _tune_collector()
     return app

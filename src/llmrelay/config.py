@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from .accounting.pricing import PriceSpec
+from .cache import CacheSpec
 from .jobs.settings import WEBHOOK_SECRET_ENV, JobsSpec
 from .providers import PROVIDERS
 from .providers.base import ModelSpec
@@ -31,6 +33,7 @@ from .resilience.balancer import Routing
 from .resilience.policy import Cooldown, Retry, Timeouts
 
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
+MASTER_KEY_ENV = "LLMRELAY_MASTER_KEY"
 LOCAL_MODEL = "local"
 
 
@@ -98,6 +101,18 @@ class ServedSpec(BaseModel):
         return data
 
 
+class InspectorSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_kb: int = Field(default=32, gt=0, description="Of each body kept, when log_content is on.")
+    retention_hours: float = Field(
+        default=24, gt=0, description="How long a request's details are kept."
+    )
+    usage_days: float = Field(
+        default=400, gt=0, description="How long a request's tokens and cost are kept."
+    )
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -120,6 +135,32 @@ class Config(BaseModel):
         default=".llmrelay", description="Where the gateway keeps its files, such as jobs.db."
     )
     jobs: JobsSpec = Field(default_factory=JobsSpec)
+    master_key: SecretStr | None = Field(
+        default=None,
+        description=f"Manages virtual keys and sees all usage; or ${MASTER_KEY_ENV}. With it, "
+        "every request needs a key.",
+    )
+    redis: str | None = Field(
+        default=None,
+        description="redis://...: shares rate limits, the cache and news of changed keys "
+        "across gateway processes; jobs.redis defaults to it.",
+    )
+    cache: CacheSpec = Field(default_factory=CacheSpec)
+    pricing: dict[str, PriceSpec] = Field(
+        default_factory=dict,
+        description="Prices per 1M tokens by model id, over the table shipped with llmrelay.",
+    )
+    log_format: Literal["json", "text"] = "json"
+    log_content: bool = Field(
+        default=False,
+        description="Keep request and response bodies in the logs and the request inspector.",
+    )
+    inspector: InspectorSpec = Field(default_factory=InspectorSpec)
+    otlp_endpoint: str | None = Field(
+        default=None,
+        description="Send OpenTelemetry traces to this OTLP/HTTP endpoint, such as "
+        "http://collector:4318; none are made when unset.",
+    )
 
     @field_validator("models")
     @classmethod
@@ -148,8 +189,19 @@ class Config(BaseModel):
             raise ValueError(f"'{name}' is not one of the configured models")
         return name
 
+    @field_validator("redis")
+    @classmethod
+    def _redis_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("redis must be a redis://, rediss:// or unix:// URL")
+        return url
+
     @model_validator(mode="after")
     def _settle(self) -> Config:
+        if self.cache.enabled and self.cache.store == "redis" and self.redis is None:
+            raise ValueError("cache.store is redis: set the top-level 'redis' URL")
+        if self.jobs.redis is None:
+            self.jobs.redis = self.redis
         if self.default_model is None:
             self.default_model = self.models[0].name
         for model in self.models:
@@ -183,7 +235,7 @@ class ConfigError(Exception):
 def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> Config:
     """Load the config from ``path``, or build the default one when there is no file."""
     if path is None:
-        return _webhook_secret_env(Config.model_validate(default_config_data(env)), env)
+        return _secrets_env(Config.model_validate(default_config_data(env)), env)
     source = Path(path)
     try:
         text = source.read_text()
@@ -206,12 +258,15 @@ def load_config(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> 
         ]
         raise ConfigError("invalid config\n  " + "\n  ".join(lines)) from None
     _resolve_key_env(config, env, source)
-    return _webhook_secret_env(config, env)
+    return _secrets_env(config, env)
 
 
-def _webhook_secret_env(config: Config, env: Mapping[str, str]) -> Config:
+def _secrets_env(config: Config, env: Mapping[str, str]) -> Config:
+    """The secrets the environment gives, where the file gives none."""
     if config.jobs.webhook_secret is None and env.get(WEBHOOK_SECRET_ENV):
         config.jobs.webhook_secret = SecretStr(env[WEBHOOK_SECRET_ENV])
+    if config.master_key is None and env.get(MASTER_KEY_ENV):
+        config.master_key = SecretStr(env[MASTER_KEY_ENV])
     return config
 
 

@@ -7,10 +7,13 @@ rendered once, as ``{"error": {"message", "type", "param", "code"}}``::
     ├── InvalidRequest               400 invalid_request_error
     │   └── UnsupportedParameter     400 (code: unsupported_parameter)
     ├── AuthenticationFailed         401 (code: invalid_api_key)
+    ├── PermissionDenied             403
     ├── ModelNotFound                404 (code: model_not_found)
     ├── NotFound                     404
     ├── MethodNotAllowed             405
     ├── PayloadTooLarge              413 (code: request_too_large)
+    ├── RateLimited                  429 (code: rate_limit_exceeded)
+    │   └── QuotaExceeded            429 insufficient_quota
     └── UpstreamError                the upstream's own 4xx/429/5xx, message and type kept
                                      (else OpenAI's type for the status)
         ├── UpstreamUnreachable      502 (code: upstream_unreachable)
@@ -88,6 +91,11 @@ class AuthenticationFailed(RelayError):
     default_code = "invalid_api_key"
 
 
+class PermissionDenied(RelayError):
+    status = 403
+    type = "permission_error"
+
+
 class NotFound(RelayError):
     status = 404
     type = "invalid_request_error"
@@ -112,6 +120,19 @@ class PayloadTooLarge(RelayError):
     status = 413
     type = "invalid_request_error"
     default_code = "request_too_large"
+
+
+class RateLimited(RelayError):
+    status = 429
+    type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
+class QuotaExceeded(RateLimited):
+    """A key's budget is spent; OpenAI gives this type and code when a quota is."""
+
+    type = "insufficient_quota"
+    default_code = "insufficient_quota"
 
 
 class UpstreamError(RelayError):

@@ -1,5 +1,6 @@
-"""The configured models: each name resolved to the model that serves it, from its
-deployments, all started and stopped together."""
+"""The gateway's state while it runs: the configured models, each resolved to the model that
+serves it from its deployments and metered, the database and bus that processes share,
+and the keys, limits, cache and ledger of every request, all started and stopped together."""
 
 from __future__ import annotations
 
@@ -9,11 +10,21 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
+from .accounting.ledger import Ledger
+from .accounting.meter import MeteredModel
+from .accounting.pricing import FREE, Price, Pricing
+from .bus import Bus
+from .cache import open_cache
 from .config import Config, ServedSpec
-from .errors import ModelNotFound
+from .database import Database
+from .errors import ModelNotFound, PermissionDenied
+from .keys.limits import open_limiter
+from .keys.ring import KeyRing
+from .metrics import Metrics
 from .providers import PROVIDERS
 from .resilience.deployment import Deployment
 from .resilience.model import ServedModel
+from .trace import current_trace
 
 if TYPE_CHECKING:
     from .jobs.service import JobService
@@ -22,13 +33,32 @@ log = logging.getLogger(__name__)
 
 
 class Gateway:
-    def __init__(self, config: Config, http: aiohttp.ClientSession) -> None:
+    def __init__(
+        self, config: Config, http: aiohttp.ClientSession, database: Database, bus: Bus
+    ) -> None:
         self.config = config
         self.http = http
-        self.models: dict[str, ServedModel] = {}
+        self.database = database
+        self.bus = bus
+        self.served: dict[str, ServedModel] = {}
         for spec in config.models:
-            self.models[spec.name] = self._served(spec)
+            self.served[spec.name] = self._served(spec)
+        self.pricing = Pricing(config.pricing)
+        self.limiter = open_limiter(config.redis)
+        self.cache = open_cache(config.cache, database, config.redis)
+        self.models = {
+            name: MeteredModel(served, self._prices(served), self.cache, self.limiter)
+            for name, served in self.served.items()
+        }
         self.default_model = config.default_model or next(iter(self.models))
+        self.keys = KeyRing(database, bus)
+        self.ledger = Ledger(
+            database,
+            retention_hours=config.inspector.retention_hours,
+            usage_days=config.inspector.usage_days,
+            log_content=config.log_content,
+        )
+        self.metrics = Metrics()
         self.jobs: JobService | None = None  # set once the jobs service has started
 
     def _served(self, spec: ServedSpec) -> ServedModel:
@@ -53,22 +83,53 @@ class Gateway:
             timeouts=spec.timeouts,
             fallbacks=spec.fallbacks,
             fallback_on_content_filter=spec.fallback_on_content_filter,
-            models=self.models,
+            models=self.served,
         )
 
-    def resolve(self, model: str | None) -> ServedModel:
-        served = self.models.get(model or self.default_model)
+    def _prices(self, served: ServedModel) -> dict[str, Price | None]:
+        """Each deployment's price: free when it runs here, else the table's, if it has one."""
+        prices: dict[str, Price | None] = {}
+        for deployment in served.deployments:
+            provider = deployment.provider
+            price = FREE if not provider.billed else None
+            if price is None:
+                price = self.pricing.find(provider.spec.upstream_model, served.name)
+            if price is None:
+                log.warning(
+                    "no price for %s (%s): its cost counts as 0; give one under 'pricing'",
+                    deployment.id,
+                    provider.spec.upstream_model,
+                )
+            prices[deployment.id] = price
+        return prices
+
+    def resolve(self, model: str | None) -> MeteredModel:
+        """The model a request names, when its key may use it."""
+        name = model or self.default_model
+        served = self.models.get(name)
         if served is None:
             raise ModelNotFound(str(model))
+        key = current_trace().key
+        if key is not None and not key.allows(name):
+            raise PermissionDenied(
+                f"This key may not use the model '{name}'.", param="model", code="model_not_allowed"
+            )
         return served
 
     @property
     def ready(self) -> bool:
-        return all(m.ready for m in self.models.values())
+        return all(m.ready for m in self.served.values())
 
     async def start(self) -> None:
-        await asyncio.gather(*(m.start() for m in self.models.values()))
+        await asyncio.gather(*(m.start() for m in self.served.values()))
+        await self.keys.start()
+        await self.ledger.start()
         log.info("serving models: %s (default %s)", ", ".join(self.models), self.default_model)
 
     async def close(self) -> None:
-        await asyncio.gather(*(m.close() for m in self.models.values()), return_exceptions=True)
+        await self.ledger.close()
+        await self.keys.close()
+        await self.limiter.close()
+        if self.cache is not None:
+            await self.cache.close()
+        await asyncio.gather(*(m.close() for m in self.served.values()), return_exceptions=True)

@@ -1,11 +1,13 @@
-"""Logging set-up: every line carries the id of the request it belongs to.
+"""Logging set-up: every line is a JSON object (or, with ``log_format: text``, a line of
+text) that carries the id of the request it belongs to.
 
-The access log writes a line per request, so its cost is on the hot path.
-Once ``configure`` has installed the gateway's handler, access lines skip the
-logging machinery and go straight to its buffered stream, which a background
-thread flushes four times a second (every other line is flushed at once), with
-the timestamp formatted once per second. That cuts the per-line cost by about
-five times; with any other handler set-up they go through ``logging`` as usual.
+The access log writes a line per request, with its key id (never the key),
+model, deployment, status, tokens, cost, time to first token and total time, so
+its cost is on the hot path. Once ``configure`` has installed the gateway's
+handler, access lines skip the logging machinery and go straight to its
+buffered stream, which a background thread flushes four times a second (every
+other line is flushed at once), with the timestamp formatted once per second.
+With any other handler set-up they go through ``logging`` as usual.
 """
 
 from __future__ import annotations
@@ -17,11 +19,17 @@ import os
 import threading
 import time
 from contextvars import ContextVar
+from typing import Any
+
+import orjson
+
+from .trace import Trace
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
-FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
+TEXT_FORMAT = "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
 FLUSH_SECONDS = 0.25
+ACCESS_LOGGER = "llmrelay.access"
 
 
 class RequestIdFilter(logging.Filter):
@@ -43,11 +51,38 @@ class SecondFormatter(logging.Formatter):
         second = int(now)
         if second != self._second:
             self._second = second
-            self._stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
-        return f"{self._stamp},{int((now - second) * 1000):03d}"
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._stamp}.{int((now - second) * 1000):03d}Z"
+
+    def line(self, now: float, fields: dict[str, Any]) -> str:
+        """An access line from its fields."""
+        stamp = self.stamp(now)
+        rest = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        return f"{stamp} INFO [{request_id_var.get()}] {ACCESS_LOGGER}: {rest}"
 
 
-ACCESS_LOGGER = "llmrelay.access"
+class JSONFormatter(SecondFormatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": self.stamp(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "request_id": getattr(record, "request_id", "-"),
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry).decode()
+
+    def line(self, now: float, fields: dict[str, Any]) -> str:
+        entry = {
+            "ts": self.stamp(now),
+            "level": "info",
+            "logger": ACCESS_LOGGER,
+            "request_id": request_id_var.get(),
+            **fields,
+        }
+        return orjson.dumps(entry).decode()
 
 
 class BufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -76,23 +111,51 @@ _access = logging.getLogger(ACCESS_LOGGER)
 _fast: BufferedHandler | None = None
 
 
-def access(method: str, path: str, status: int, millis: float, served: str = "") -> None:
-    """Log one request, in the same format as every other line; ``served`` says by what."""
+def access(trace: Trace, method: str, path: str) -> None:
+    """Log one request that ended."""
     if not _access.isEnabledFor(logging.INFO):
         return
-    message = f"{method} {path} {status} {millis:.1f}ms{served}"
+    fields = _fields(trace, method, path)
     handler = _fast
     if handler is None:
-        _access.info(message)
+        _access.info(" ".join(f"{k}={v}" for k, v in fields.items() if v is not None))
         return
     formatter = handler.formatter
     assert isinstance(formatter, SecondFormatter)
-    line = f"{formatter.stamp(time.time())} INFO [{request_id_var.get()}] {ACCESS_LOGGER}: "
+    line = formatter.line(time.time(), fields)
     with handler.lock:  # type: ignore[union-attr]
-        handler.stream.write(line + message + "\n")
+        handler.stream.write(line + "\n")
 
 
-def configure(level: str) -> None:
+def _fields(trace: Trace, method: str, path: str) -> dict[str, Any]:
+    fields: dict[str, Any] = {
+        "method": method,
+        "path": path,
+        "status": trace.status,
+        "ms": round((trace.total or 0) * 1000, 2),
+    }
+    if trace.key is not None:
+        fields["key_id"] = trace.key.id
+    if trace.model is not None:
+        usage = trace.usage
+        fields.update(
+            model=trace.model,
+            deployment=trace.deployment,
+            attempts=trace.attempts,
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            tokens_estimated=usage.estimated if usage else None,
+            cost_usd=round(trace.cost, 8),
+            cache=trace.cache,
+            ttft_ms=None if trace.first_token is None else round(trace.first_token * 1000, 2),
+            overhead_ms=round(trace.overhead_ms(), 2),
+        )
+    if trace.error_type is not None:
+        fields["error_type"] = trace.error_type
+    return fields
+
+
+def configure(level: str, fmt: str = "json") -> None:
     global _fast
     root = logging.getLogger()
     root.setLevel(level.upper())
@@ -100,7 +163,7 @@ def configure(level: str) -> None:
         return  # ``serve`` configured this process already
     raw = io.BufferedWriter(io.FileIO(os.dup(2), "w"), buffer_size=1 << 16)
     handler = BufferedHandler(io.TextIOWrapper(raw, encoding="utf-8", errors="replace"))
-    handler.setFormatter(SecondFormatter(FORMAT))
+    handler.setFormatter(JSONFormatter() if fmt == "json" else SecondFormatter(TEXT_FORMAT))
     handler.addFilter(RequestIdFilter())
     root.handlers[:] = [handler]
     _fast = handler

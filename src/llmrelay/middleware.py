@@ -1,5 +1,5 @@
-"""The gateway's one ASGI middleware: request ids, body limits, gateway-key auth, CORS, error
-rendering and the access log.
+"""The gateway's one ASGI middleware: request ids, the request's trace, body limits, CORS,
+error rendering, and handing the ended request to the log, the metrics and the ledger.
 
 It is plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, which would
 add a task and a memory stream to every request on the hot path. For the same
@@ -11,35 +11,31 @@ within the limit (the HTTP parser delivers no more than that).
 
 from __future__ import annotations
 
-import hmac
 import itertools
 import logging
 import re
 import secrets
-import time
-from collections.abc import Sequence
-from urllib.parse import parse_qs
+from collections.abc import Callable, Sequence
 
 import orjson
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import inbound_anthropic
-from .errors import INTERNAL_MESSAGE, AuthenticationFailed, PayloadTooLarge, RelayError
-from .logs import access, request_id_var
-from .resilience.trace import Trace, trace_var
+from .errors import INTERNAL_MESSAGE, PayloadTooLarge, RelayError
+from .logs import request_id_var
 from .streaming import ClientGone
+from .trace import Trace, trace_var
 
 log = logging.getLogger(__name__)
 
-# Paths anyone may reach: liveness probes and the API's own documentation.
-PUBLIC_PATHS = frozenset({"/health", "/health/ready", "/docs", "/openapi.json", "/redoc"})
 ANTHROPIC_PATHS = "/v1/messages"
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # Unique per process by a random prefix, then a counter: cheaper than a random id per request,
 # which costs a system call on the hot path.
 _ID_PREFIX = f"req_{secrets.token_hex(6)}"
 _request_ids = (f"{_ID_PREFIX}{n:012x}" for n in itertools.count())
+Ended = Callable[[Trace, str, str], None]
 
 
 class GatewayMiddleware:
@@ -47,9 +43,10 @@ class GatewayMiddleware:
         self,
         app: ASGIApp,
         *,
-        api_keys: Sequence[str],
         max_body_bytes: int,
         cors_origins: Sequence[str],
+        keep_bytes: int,
+        ended: Ended,
     ) -> None:
         self.app = app
         self.cross_origin_app = CORSMiddleware(
@@ -57,25 +54,21 @@ class GatewayMiddleware:
             allow_origins=cors_origins,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["x-request-id"],
+            expose_headers=["x-request-id", "x-llmrelay-overhead-ms", "x-llmrelay-cache"],
         )
-        self.api_keys = [key.encode() for key in api_keys]
         self.max_body_bytes = max_body_bytes
+        self.keep_bytes = keep_bytes
+        self.ended = ended
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and not self._socket_allowed(scope):
-            # Refused before the handshake completes: the client sees a 403.
-            await send({"type": "websocket.close", "code": 1008})
-            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
         headers = dict(scope["headers"])
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _CLIENT_ID.match(given) else next(_request_ids)
         token = request_id_var.set(request_id)
-        trace = Trace()
+        trace = Trace(request_id, self.keep_bytes)
         trace_token = trace_var.set(trace)
         status = 0
         id_header = (b"x-request-id", request_id.encode())
@@ -93,7 +86,7 @@ class GatewayMiddleware:
 
         try:
             trace.read_timeouts(headers)
-            length = self._check(scope, headers)
+            length = self._check(headers)
             app = self.app if b"origin" not in headers else self.cross_origin_app
             if length is None:
                 receive = self._limited(receive)
@@ -105,50 +98,23 @@ class GatewayMiddleware:
             if status:  # the reply had started; all that is left is to record it
                 log.error("failed after the response started", exc_info=exc)
             else:
-                await _send_error(send_with_id, _as_relay_error(exc), scope["path"])
+                error = _as_relay_error(exc)
+                trace.error_type = error.type
+                await _send_error(send_with_id, error, scope["path"])
         finally:
-            millis = (time.perf_counter() - started) * 1000
-            access(scope["method"], scope["path"], status, millis, trace.summary())
+            trace.status = status
+            trace.total = trace.elapsed()
+            self.ended(trace, scope["method"], scope["path"])
             trace_var.reset(trace_token)
             request_id_var.reset(token)
 
-    def _check(self, scope: Scope, headers: dict[bytes, bytes]) -> int | None:
-        """Refuse what may not pass; return the body's declared length, if it has one."""
+    def _check(self, headers: dict[bytes, bytes]) -> int | None:
+        """Refuse a body over the limit; return its declared length, if it has one."""
         declared = headers.get(b"content-length")
         length = int(declared) if declared is not None and declared.isdigit() else None
         if length is not None and length > self.max_body_bytes:
             raise _too_large(self.max_body_bytes)
-        if not self.api_keys or scope["path"] in PUBLIC_PATHS or scope["method"] == "OPTIONS":
-            return length
-        if not scope["path"].startswith(("/v1/", "/chat", "/tokenize", "/detokenize")):
-            return length
-        presented = _presented_key(headers)
-        if not self._known(presented):
-            message = (
-                "Incorrect API key provided."
-                if presented
-                else "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'."
-            )
-            raise AuthenticationFailed(message)
         return length
-
-    def _known(self, presented: bytes) -> bool:
-        # Compare against every key so the time taken does not reveal which one matched.
-        matched = False
-        for key in self.api_keys:
-            matched |= hmac.compare_digest(presented, key)
-        return matched
-
-    def _socket_allowed(self, scope: Scope) -> bool:
-        """A WebSocket presents its key as a header, or, since browsers cannot set headers
-        on one, as the ``api_key`` query parameter."""
-        if not self.api_keys:
-            return True
-        presented = _presented_key(dict(scope["headers"]))
-        if not presented:
-            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            presented = (query.get("api_key") or [""])[0].encode()
-        return self._known(presented)
 
     def _limited(self, receive: Receive) -> Receive:
         limit = self.max_body_bytes
@@ -174,13 +140,6 @@ def _as_relay_error(exc: Exception) -> RelayError:
     # The trace goes to the log; the client gets a general message and the request id.
     log.error("unhandled error", exc_info=exc)
     return RelayError(INTERNAL_MESSAGE)
-
-
-def _presented_key(headers: dict[bytes, bytes]) -> bytes:
-    auth = headers.get(b"authorization", b"")
-    if auth[:7].lower() == b"bearer ":
-        return auth[7:].strip()
-    return headers.get(b"x-api-key", b"").strip()
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

@@ -16,7 +16,7 @@ from .routing import endpoint
 TAG = "Anthropic"
 
 
-@endpoint("POST", "/v1/messages", TAG, body=MessagesRequest, stream=True)
+@endpoint("POST", "/v1/messages", TAG, body=MessagesRequest, stream=True, access="metered")
 async def messages(request: Request, gateway: Gateway) -> Response:
     """Create a message in Anthropic's format, whole or streamed as Anthropic's events."""
     body = await parse_body(request, MessagesRequest)

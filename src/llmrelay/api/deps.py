@@ -12,6 +12,7 @@ from starlette.responses import Response
 from ..errors import InvalidRequest
 from ..schemas import JSONObject
 from ..schemas.common import OpenRequest
+from ..trace import current_trace
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -19,6 +20,7 @@ M = TypeVar("M", bound=BaseModel)
 async def parse_body(request: Request, model: type[M]) -> M:
     """Validate the body with pydantic's own JSON parser, so a bad field is a 400 naming it."""
     body = await request.body()
+    current_trace().client_body = body  # for the inspector
     try:
         parsed = model.model_validate_json(body)
     except ValidationError as exc:

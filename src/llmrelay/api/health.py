@@ -12,13 +12,13 @@ from .routing import endpoint
 TAG = "Health"
 
 
-@endpoint("GET", "/health", TAG)
+@endpoint("GET", "/health", TAG, access="public")
 async def health(request: Request, gateway: Gateway) -> Response:
     """The process is up and serving HTTP."""
     return json_response({"status": "ok"})
 
 
-@endpoint("GET", "/health/ready", TAG)
+@endpoint("GET", "/health/ready", TAG, access="public")
 async def ready(request: Request, gateway: Gateway) -> Response:
     """The config is loaded and every model, the local one included, can serve."""
     models = {name: p.ready for name, p in gateway.models.items()}

@@ -41,7 +41,7 @@ def _jobs(gateway: Gateway) -> JobService:
     return gateway.jobs
 
 
-@endpoint("POST", "/v1/jobs", TAG, body=JobRequest)
+@endpoint("POST", "/v1/jobs", TAG, body=JobRequest, access="metered")
 async def submit_job(request: Request, gateway: Gateway) -> Response:
     """Submit a chat-completion request as a job; 202 with the job, polled at its Location.
 

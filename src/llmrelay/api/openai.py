@@ -19,7 +19,14 @@ TAG = "OpenAI"
 log = logging.getLogger(__name__)
 
 
-@endpoint("POST", "/v1/chat/completions", TAG, body=ChatCompletionRequest, stream=True)
+@endpoint(
+    "POST",
+    "/v1/chat/completions",
+    TAG,
+    body=ChatCompletionRequest,
+    stream=True,
+    access="metered",
+)
 async def chat_completions(request: Request, gateway: Gateway) -> Response:
     """Create a chat completion, whole or streamed as server-sent events."""
     body = await parse_body(request, ChatCompletionRequest)
@@ -40,7 +47,7 @@ def _attempted(attempt: JSONObject) -> None:
         log.info("structured output, attempt %(attempt)d: %(outcome)s: %(errors)s", attempt)
 
 
-@endpoint("POST", "/v1/completions", TAG, body=CompletionRequest, stream=True)
+@endpoint("POST", "/v1/completions", TAG, body=CompletionRequest, stream=True, access="metered")
 async def completions(request: Request, gateway: Gateway) -> Response:
     """Create a legacy text completion, whole or streamed."""
     body = await parse_body(request, CompletionRequest)
@@ -50,7 +57,7 @@ async def completions(request: Request, gateway: Gateway) -> Response:
     return json_response(await run_until_disconnect(provider.completion(body), request.receive))
 
 
-@endpoint("POST", "/v1/embeddings", TAG, body=EmbeddingRequest)
+@endpoint("POST", "/v1/embeddings", TAG, body=EmbeddingRequest, access="metered")
 async def embeddings(request: Request, gateway: Gateway) -> Response:
     """Create embeddings, with models whose upstream can embed."""
     body = await parse_body(request, EmbeddingRequest)

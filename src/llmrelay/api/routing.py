@@ -20,6 +20,7 @@ from starlette.routing import compile_path
 
 from ..errors import MethodNotAllowed, NotFound
 from ..gateway import Gateway
+from ..keys.access import Level
 
 Handler = Callable[[Request, Gateway], Awaitable[Response]]
 
@@ -41,6 +42,7 @@ class Endpoint:
     query: Sequence[QueryParam] = field(default_factory=tuple)
     stream: bool = False
     documented: bool = True
+    access: Level = "client"
 
 
 class Router:
@@ -89,9 +91,10 @@ def endpoint(
     query: Sequence[QueryParam] = (),
     stream: bool = False,
     documented: bool = True,
+    access: Level = "client",
 ) -> Callable[[Handler], Endpoint]:
     def declare(handler: Handler) -> Endpoint:
-        return Endpoint(method, path, handler, tag, body, tuple(query), stream, documented)
+        return Endpoint(method, path, handler, tag, body, tuple(query), stream, documented, access)
 
     return declare
 

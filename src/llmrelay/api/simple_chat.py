@@ -30,7 +30,7 @@ def _chat_request(body: SimpleChatRequest, stream: bool) -> ChatCompletionReques
     return ChatCompletionRequest(model=body.model, messages=messages, stream=stream)
 
 
-@endpoint("POST", "/chat", TAG, body=SimpleChatRequest)
+@endpoint("POST", "/chat", TAG, body=SimpleChatRequest, access="metered")
 async def chat(request: Request, gateway: Gateway) -> Response:
     """Answer a question: ``{"answer", "model"}``."""
     body = await parse_body(request, SimpleChatRequest)
@@ -40,7 +40,7 @@ async def chat(request: Request, gateway: Gateway) -> Response:
     return json_response({"answer": message.get("content") or "", "model": provider.name})
 
 
-@endpoint("POST", "/chat/stream", TAG, body=SimpleChatRequest, stream=True)
+@endpoint("POST", "/chat/stream", TAG, body=SimpleChatRequest, stream=True, access="metered")
 async def chat_stream(request: Request, gateway: Gateway) -> Response:
     """Answer a question as a stream of ``data: {"delta": ...}`` events, then ``[DONE]``."""
     body = await parse_body(request, SimpleChatRequest)
@@ -52,6 +52,7 @@ async def chat_stream(request: Request, gateway: Gateway) -> Response:
     "/chat/stream",
     TAG,
     stream=True,
+    access="metered",
     query=[
         QueryParam("question", "The user's question.", required=True),
         QueryParam("system", "An optional system prompt."),

@@ -20,13 +20,14 @@ from typing import Any
 import orjson
 
 from .. import structured
+from ..bus import Bus, Kind
+from ..database import Database
 from ..errors import InvalidRequest, NotFound
 from ..gateway import Gateway
 from ..schemas import ChatCompletionRequest, JSONObject
-from .bus import Bus, Kind, open_bus
 from .job import Job, is_id, new_id
 from .settings import WEBHOOK_SECRET_ENV, JobsSpec
-from .store import JobStore, open_store
+from .store import JobStore
 from .webhooks import Webhooks
 from .worker import Worker
 
@@ -46,13 +47,17 @@ class JobNotFound(NotFound):
 
 class JobService:
     def __init__(
-        self, spec: JobsSpec, data_dir: str, gateway: Gateway, workers: int | None = None
+        self,
+        spec: JobsSpec,
+        gateway: Gateway,
+        database: Database,
+        bus: Bus,
+        workers: int | None = None,
     ) -> None:
         self.spec = spec
         self.gateway = gateway
-        url = spec.store_url(data_dir)
-        self.store: JobStore = open_store(url)
-        self.bus: Bus = open_bus(url, spec.redis)
+        self.store = JobStore(database)
+        self.bus = bus
         self._watchers: dict[str, set[asyncio.Event]] = {}
         # The wake-up of each idle worker, and of each webhook sender.
         self._idle_workers: list[asyncio.Event] = []
@@ -81,8 +86,7 @@ class JobService:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        await self.store.open()
-        await self.bus.open(self._heard)
+        self.bus.listen(self._heard)
         self._tasks = [
             asyncio.create_task(self._loop(worker.run_next, self._idle_workers))
             for worker in self.workers
@@ -101,10 +105,8 @@ class JobService:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.bus.close()
         if self.webhooks is not None:
             await self.webhooks.close()
-        await self.store.close()
 
     # -- what the API asks ---------------------------------------------------------------------
 
@@ -209,6 +211,8 @@ class JobService:
     # -- inside --------------------------------------------------------------------------------
 
     def _heard(self, kind: Kind, job_id: str) -> None:
+        if kind == "key":
+            return
         if kind == "submitted":
             _wake(self._idle_workers)
             return

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+from ..database import is_postgres
+
 WEBHOOK_SECRET_ENV = "LLMRELAY_WEBHOOK_SECRET"
-
-
-def is_postgres(url: str) -> bool:
-    return url.startswith(POSTGRES_SCHEMES)
 
 
 class JobsSpec(BaseModel):

@@ -6,132 +6,35 @@ whose lease was lost can no longer save or finish the job, so no job completes
 twice. Each claim is one UPDATE, which the database makes atomic across
 processes.
 
-One class serves SQLite and PostgreSQL: both speak the statements of ``table``
-through blocking DB-API drivers, run on threads of the store's own so that the
-event loop never waits on the database. What differs between them, connecting,
-the schema and locking, is a ``Dialect``'s.
+The store speaks the statements of ``table`` to the gateway's ``Database``, SQLite or
+PostgreSQL alike.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
-from functools import cache
-from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
+from ..database import Connection, Database
 from . import table
 from .job import Job
-from .settings import is_postgres
-
-T = TypeVar("T")
-
-
-class Cursor(Protocol):
-    @property
-    def rowcount(self) -> int: ...
-
-    def fetchone(self) -> Any: ...
-
-    def fetchall(self) -> list[Any]: ...
-
-
-class Connection(Protocol):
-    def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Cursor: ...
-
-    def close(self) -> None: ...
-
-
-class Dialect(Protocol):
-    threads: int  # connections the store uses at once
-    real: str  # the names of the types that table.MIGRATIONS leaves open
-    blob: str
-    locking: str  # added to a select that picks a row to take (see table)
-
-    def connect(self) -> Connection:
-        """A new connection in autocommit mode."""
-        ...
-
-    def sql(self, statement: str) -> str:
-        """``statement`` with this driver's placeholders."""
-        ...
-
-    def broken(self, db: Connection) -> bool:
-        """Whether ``db`` was lost (a database restart, say), to be replaced by a new one."""
-        ...
-
-    def exclusive(self, db: Connection, key: str) -> AbstractContextManager[None]:
-        """A transaction that no other one for the same ``key`` runs beside."""
-        ...
 
 
 class JobStore:
-    def __init__(self, dialect: Dialect) -> None:
-        self.dialect = dialect
-        self._sql = cache(dialect.sql)
-        self._threads = ThreadPoolExecutor(dialect.threads, thread_name_prefix="jobs-store")
-        self._local = threading.local()
-        self._connections: list[Connection] = []
-        self._migrated = False
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.dialect = database.dialect
 
-    def _connection(self) -> Connection:
-        db: Connection | None = getattr(self._local, "db", None)
-        if db is None:
-            db = self._local.db = self.dialect.connect()
-            self._connections.append(db)
-            if not self._migrated:
-                self._migrate(db)
-                self._migrated = True
-        return db
-
-    def _migrate(self, db: Connection) -> None:
-        """Take the schema's steps that the database has not taken, one process at a time."""
-        with self.dialect.exclusive(db, "llmrelay schema"):
-            self._execute(db, table.VERSIONS)
-            done = self._execute(db, table.VERSION).fetchone()[0] or 0
-            for version, steps in enumerate(table.MIGRATIONS[done:], start=done + 1):
-                for step in steps:
-                    self._execute(db, step.format(real=self.dialect.real, blob=self.dialect.blob))
-                self._execute(db, table.TOOK, version)
-
-    def _within(self, work: Callable[[Connection], T]) -> T:
-        db = self._connection()
-        try:
-            return work(db)
-        except Exception:
-            if self.dialect.broken(db):
-                self._local.db = None  # the next call on this thread connects afresh
-                self._connections.remove(db)
-                db.close()
-            raise
-
-    async def _run(self, work: Callable[[Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, self._within, work)
-
-    def _execute(self, db: Connection, statement: str, *args: Any) -> Cursor:
-        return db.execute(self._sql(statement), args)
+    def _execute(self, db: Connection, statement: str, *args: Any) -> Any:
+        return self.database.execute(db, statement, *args)
 
     async def _one(self, statement: str, *args: Any) -> Job | None:
-        values = await self._run(lambda db: self._execute(db, statement, *args).fetchone())
+        values = await self.database.run(lambda db: self._execute(db, statement, *args).fetchone())
         return table.job(values) if values else None
 
     async def _changed(self, statement: str, *args: Any) -> bool:
         """Whether ``statement`` changed a row."""
-        return await self._run(lambda db: self._execute(db, statement, *args).rowcount == 1)
-
-    async def open(self) -> None:
-        await self._run(lambda db: None)  # connects, and makes the tables if need be
-
-    async def close(self) -> None:
-        await asyncio.to_thread(self._threads.shutdown, wait=True)
-        for db in self._connections:
-            db.close()
-        self._connections.clear()
+        return await self.database.changed(statement, *args) == 1
 
     async def submit(self, job: Job) -> Job:
         """Store a new job, or return the live job it repeats: one with the same
@@ -148,7 +51,7 @@ class JobStore:
                     self._execute(db, table.INSERT, *table.row(job))
             return existing or job
 
-        return await self._run(submit)
+        return await self.database.run(submit)
 
     def _repeated(self, db: Connection, job: Job) -> Job | None:
         """The stored job that ``job`` repeats, if there is one."""
@@ -166,7 +69,7 @@ class JobStore:
     async def recent(self, status: str | None, limit: int, after: str | None) -> list[Job]:
         """Jobs newest first, those older than the job ``after`` when it is given."""
         statement, args = table.recent(status, after, limit)
-        rows = await self._run(lambda db: self._execute(db, statement, *args).fetchall())
+        rows = await self.database.rows(statement, *args)
         return [table.job(values) for values in rows]
 
     async def claim(self, owner: str, lease: float) -> Job | None:
@@ -197,7 +100,7 @@ class JobStore:
 
     async def purge(self, before: float) -> int:
         """Remove jobs that ended before ``before``; how many went."""
-        return await self._run(lambda db: self._execute(db, table.PURGE, before).rowcount)
+        return await self.database.changed(table.PURGE, before)
 
     async def claim_delivery(self, owner: str, lease: float) -> Job | None:
         """An ended job whose webhook is due, now held by ``owner`` for ``lease`` seconds."""
@@ -212,24 +115,18 @@ class JobStore:
             table.DELIVERED, job.webhook_state, table.body(job), retry_at, job.id, owner
         )
 
+    async def waiting(self) -> int:
+        """How many jobs wait for a worker."""
+        rows = await self.database.rows(table.WAITING)
+        return int(rows[0][0])
+
     async def speed(self, model: str) -> float | None:
         """Seconds per token of budget that recent jobs of ``model`` took."""
-        values = await self._run(lambda db: self._execute(db, table.SPEED, model).fetchone())
+        values = await self.database.run(
+            lambda db: self._execute(db, table.SPEED, model).fetchone()
+        )
         return float(values[0]) if values else None
 
     async def record_speed(self, model: str, seconds_per_token: float) -> None:
         weight = table.SPEED_WEIGHT
         await self._changed(table.RECORD_SPEED, model, seconds_per_token, weight, 1 - weight)
-
-
-def open_store(url: str) -> JobStore:
-    """The store a ``jobs.store`` URL names: a SQLite file or a PostgreSQL database."""
-    if url.startswith("sqlite:///"):
-        from .sqlite import SQLite
-
-        return JobStore(SQLite(Path(url.removeprefix("sqlite:///"))))
-    if is_postgres(url):
-        from .postgres import Postgres
-
-        return JobStore(Postgres(url))
-    raise ValueError(f"unsupported job store URL: {url}")

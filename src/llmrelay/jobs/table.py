@@ -33,41 +33,6 @@ _NAMES = ", ".join(COLUMNS)
 _RETURNING = f"RETURNING {_NAMES}, body"
 _ENDED = ", ".join(f"'{status}'" for status in sorted(TERMINAL))
 
-# The schema, step by step; a database records the steps it has taken in schema_version,
-# and a store takes the rest as it connects. ``{real}`` and ``{blob}`` are the dialect's
-# names for a float and a byte string. Never change a step: add one.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE IF NOT EXISTS jobs (
-            id TEXT PRIMARY KEY,
-            status TEXT NOT NULL,
-            created_at {real} NOT NULL,
-            finished_at {real},
-            runs INTEGER NOT NULL DEFAULT 0,
-            idempotency_key TEXT,
-            dedup_key TEXT,
-            lease_owner TEXT,
-            lease_until {real},
-            body {blob} NOT NULL
-        )""",
-        "CREATE INDEX IF NOT EXISTS jobs_waiting ON jobs (status, created_at)",
-        "CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at)",
-        "CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs (idempotency_key)",
-        "CREATE INDEX IF NOT EXISTS jobs_dedup ON jobs (dedup_key)",
-        """CREATE TABLE IF NOT EXISTS model_speed (
-            model TEXT PRIMARY KEY,
-            seconds_per_token {real} NOT NULL
-        )""",
-    ),
-    (
-        "ALTER TABLE jobs ADD COLUMN webhook_state TEXT",
-        "CREATE INDEX IF NOT EXISTS jobs_webhooks ON jobs (webhook_state, finished_at)",
-    ),
-)
-VERSIONS = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
-VERSION = "SELECT max(version) FROM schema_version"
-TOOK = "INSERT INTO schema_version (version) VALUES (?)"
-
 SELECT = f"SELECT {_NAMES}, body FROM jobs"
 BY_ID = f"{SELECT} WHERE id = ?"
 BY_IDEMPOTENCY_KEY = f"{SELECT} WHERE idempotency_key = ?"
@@ -100,6 +65,7 @@ CANCEL = (
     "UPDATE jobs SET status = 'cancelled', finished_at = ?, lease_owner = NULL,"
     f" lease_until = NULL WHERE id = ? AND status NOT IN ({_ENDED})"
 )
+WAITING = "SELECT count(*) FROM jobs WHERE status = 'queued'"
 PURGE = "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?"
 # An ended job whose webhook is waiting to be sent, and not held by a sender, nor waiting
 # out the pause before its next try; it is held as a job is, by a lease.

@@ -13,13 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import structured
+from ..accounting.meter import MeteredModel
+from ..bus import Kind
 from ..chunks import ChatAccumulator
 from ..errors import RelayError
 from ..gateway import Gateway
-from ..resilience.model import ServedModel
 from ..schemas import ChatCompletionRequest, JSONObject
 from ..schemas.common import StreamOptions
-from .bus import Kind
 from .job import CEILING, Job
 from .store import JobStore
 
@@ -151,7 +151,7 @@ class Worker:
             await self.store.record_speed(job.model, (time.time() - job.started_at) / budget)
 
     async def _ask(
-        self, job: Job, model: ServedModel, request: ChatCompletionRequest, budget: int
+        self, job: Job, model: MeteredModel, request: ChatCompletionRequest, budget: int
     ) -> JSONObject:
         """One answer from the model, streamed so that progress follows the tokens."""
         job.attempts += 1

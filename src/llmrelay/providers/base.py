@@ -59,6 +59,8 @@ class Provider(abc.ABC):
 
     spec_type: ClassVar[type[ModelSpec]]
     owned_by: ClassVar[str]
+    # Whether tokens cost money; a model run by the gateway or on one's own machine is free.
+    billed: ClassVar[bool] = True
 
     def __init__(self, spec: Any, http: aiohttp.ClientSession) -> None:
         self.spec = spec

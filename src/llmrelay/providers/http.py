@@ -11,7 +11,7 @@ import aiohttp
 from pydantic import Field, SecretStr
 
 from ..errors import UpstreamError, upstream_error
-from ..resilience.trace import current_trace
+from ..trace import Trace, UpstreamCall, current_trace
 from ..upstream import upstream_errors
 from .base import ModelSpec, Provider
 
@@ -63,18 +63,23 @@ class HTTPProvider(Provider):
 
     async def post(self, url: str, payload: bytes) -> bytes:
         """POST ``payload`` and return the whole reply body, or raise the mapped error."""
+        trace = current_trace()
+        call = trace.sent(url, self.headers, payload, self.secrets)
         with upstream_errors(self.name):
             async with self.http.post(
                 url, data=payload, headers=self.headers, timeout=self._timeout_now()
             ) as response:
                 body = await response.read()
+        trace.received(call, response.status, body)
         if response.status >= 400:
             raise self.error(response.status, body, response.headers)
         return body
 
     @asynccontextmanager
-    async def open_stream(self, url: str, payload: bytes) -> AsyncIterator[aiohttp.ClientResponse]:
+    async def open_stream(self, url: str, payload: bytes) -> AsyncIterator[StreamBody]:
         """POST ``payload`` for a streamed reply; an error status raises the mapped error."""
+        trace = current_trace()
+        call = trace.sent(url, self.headers, payload, self.secrets)
         with upstream_errors(self.name):
             response = await self.http.post(
                 url, data=payload, headers=self.headers, timeout=self._timeout_now()
@@ -83,7 +88,27 @@ class HTTPProvider(Provider):
             if response.status >= 400:
                 with upstream_errors(self.name):
                     body = await response.read()
+                trace.received(call, response.status, body)
                 raise self.error(response.status, body, response.headers)
-            yield response
+            trace.received(call, response.status, b"")
+            yield StreamBody(response.content, trace, call)
         finally:
             response.release()
+
+
+class StreamBody:
+    """A streamed reply's bytes as they arrive, the first of them kept for the inspector."""
+
+    __slots__ = ("_call", "_content", "_trace")
+
+    def __init__(self, content: aiohttp.StreamReader, trace: Trace, call: UpstreamCall | None):
+        self._content = content
+        self._trace = trace
+        self._call = call
+
+    async def read(self) -> bytes:
+        """What has arrived since the last read, waiting for something; b"" at the end."""
+        data = await self._content.readany()
+        if self._call is not None:
+            self._trace.streamed(self._call, data)
+        return data

@@ -50,6 +50,7 @@ class OllamaSpec(TranslatingSpec):
 class OllamaProvider(TranslatingProvider):
     spec_type = OllamaSpec
     owned_by = "ollama"
+    billed = False
     spec: OllamaSpec
     decoder = NDJSONDecoder
     # /api/chat answers one choice, has no per-user field, and its logprobs have

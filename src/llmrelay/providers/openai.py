@@ -61,10 +61,10 @@ class OpenAIProvider(HTTPProvider):
         return _decode_reply(body, list_key, self.name)
 
     async def _stream(self, path: str, request: OpenRequest) -> ChunkStream:
-        async with self.open_stream(self.root + path, self._payload(request)) as response:
+        async with self.open_stream(self.root + path, self._payload(request)) as body:
             pending = b""
             with upstream_errors(self.name):
-                async for data in response.content.iter_any():
+                while data := await body.read():
                     pending = lf_only(pending + data)
                     cut = pending.rfind(b"\n\n") + 2
                     if cut == 1:

@@ -113,11 +113,11 @@ class TranslatingProvider(HTTPProvider):
         out = StreamBuilder(self.name)
         translator = self.translator(out)
         decoder = self.decoder()
-        async with self.open_stream(self.url(stream=True), payload) as response:
+        async with self.open_stream(self.url(stream=True), payload) as body:
             with upstream_errors(self.name):
                 more = True
                 while more and not translator.finished:
-                    data = await response.content.readany()
+                    data = await body.read()
                     more = bool(data)
                     events = decoder.feed(data) if more else decoder.close()
                     try:

@@ -26,12 +26,12 @@ from ..schemas import (
     JSONObject,
     TokenizeRequest,
 )
+from ..trace import current_trace
 from .balancer import STRATEGIES, Routing, choose
 from .delays import asked_delay
 from .deployment import Deployment
 from .filtering import ContentFiltered, filtered, screened
 from .policy import Retry, Timeouts
-from .trace import current_trace
 from .watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -230,6 +230,7 @@ class ServedModel:
             finally:
                 watchdog.disarm()
                 deployment.release()
+                serving.trace.waited(time.monotonic() - started)
             self._failed(deployment, error)
             failed = (deployment, error)
         assert failed is not None
@@ -260,6 +261,7 @@ class ServedModel:
                         first = await screened(source, first, self.name)
                 finally:
                     watchdog.disarm()
+                    serving.trace.waited(time.monotonic() - started)
                 if not first:
                     raise UpstreamMalformed(f"The upstream for '{self.name}' sent an empty stream.")
                 deployment.succeeded(time.monotonic() - started)
@@ -298,7 +300,9 @@ class ServedModel:
             await asyncio.sleep(wait)
         serving.trace.attempted(deployment.id)
         if not deployment.try_acquire():
+            queued = time.monotonic()
             await deployment.queue_for_slot()
+            serving.trace.queued += time.monotonic() - queued
         return deployment
 
     def _pick(

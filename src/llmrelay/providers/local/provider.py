@@ -75,6 +75,7 @@ class Generated:
 class LocalProvider(Provider):
     spec_type = LocalSpec
     owned_by = "llmrelay"
+    billed = False
     spec: LocalSpec
 
     def __init__(self, spec: LocalSpec, http: aiohttp.ClientSession) -> None:

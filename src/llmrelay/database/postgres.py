@@ -1,4 +1,4 @@
-"""The scaled-out job store's dialect: a PostgreSQL database that any number of gateways
+"""The scaled-out database's dialect: a PostgreSQL database that any number of gateways
 and workers share.
 
 A claim picks its row with ``FOR UPDATE SKIP LOCKED``, so that workers claiming
@@ -13,7 +13,7 @@ from typing import cast
 
 import psycopg
 
-from .store import Connection
+from .database import Connection
 
 CONNECT_TIMEOUT = 10  # seconds
 

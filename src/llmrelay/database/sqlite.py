@@ -1,4 +1,4 @@
-"""The embedded job store's dialect: one SQLite file in write-ahead-log mode, which several
+"""The embedded database's dialect: one SQLite file in write-ahead-log mode, which several
 gateway processes on one machine can share.
 
 SQLite lets one writer in at a time, so the store keeps one connection on one
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
 
-from .store import Connection
+from .database import Connection
 
 
 class SQLite:

@@ -1,10 +1,11 @@
-"""How the processes that share a job store tell each other what happened: a job was
-submitted, changed, ended or cancelled.
+"""How the processes that share a database tell each other what happened: a job was
+submitted, changed, ended or cancelled, or a key was changed or revoked.
 
 Within one process a message is heard at once. Across processes it travels
 through PostgreSQL's LISTEN/NOTIFY or Redis pub/sub, so that a worker wakes for
-a job submitted through any gateway, and a client watching a job through one
-gateway is pushed the progress made by a worker anywhere. Messages can be lost
+a job submitted through any gateway, a client watching a job through one
+gateway is pushed the progress made by a worker anywhere, and a key revoked
+through one gateway stops working on all of them. Messages can be lost
 (a dropped connection, a restart), so listeners still look at the store every
 ``poll`` seconds; with SQLite alone, that look is how processes see each other.
 """
@@ -22,15 +23,16 @@ from typing import Literal, Protocol, cast
 import psycopg
 import redis.asyncio as redis
 
-from .settings import is_postgres
+from .database import is_postgres
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["submitted", "changed", "ended", "cancelled"]
+# Each message is a kind and the id of the job, or key, it is about.
+Kind = Literal["submitted", "changed", "ended", "cancelled", "key"]
 Heard = Callable[[Kind, str], None]
 Send = Callable[[str], Awaitable[None]]
-KINDS: frozenset[str] = frozenset({"submitted", "changed", "ended", "cancelled"})
-CHANNEL = "llmrelay_jobs"
+KINDS: frozenset[str] = frozenset({"submitted", "changed", "ended", "cancelled", "key"})
+CHANNEL = "llmrelay"
 RECONNECT_AFTER = 1.0  # seconds
 # Messages held while a connection is down; past this, new ones are dropped, and the look
 # at the store makes up for them.
@@ -40,9 +42,13 @@ OUTBOX = 10_000
 class Bus(Protocol):
     poll: float  # seconds between looks at the store, for what no message told
 
-    async def open(self, heard: Heard) -> None: ...
+    def listen(self, heard: Heard) -> None:
+        """Have ``heard`` told every message, from now on."""
+        ...
 
-    def publish(self, kind: Kind, job_id: str) -> None:
+    async def open(self) -> None: ...
+
+    def publish(self, kind: Kind, about: str) -> None:
         """Tell every process, this one at once; never waits."""
         ...
 
@@ -55,35 +61,37 @@ class LocalBus:
     poll = 0.5
 
     def __init__(self) -> None:
-        self._heard: Heard | None = None
+        self._listeners: list[Heard] = []
 
-    async def open(self, heard: Heard) -> None:
-        self._heard = heard
+    def listen(self, heard: Heard) -> None:
+        self._listeners.append(heard)
 
-    def publish(self, kind: Kind, job_id: str) -> None:
-        if self._heard is not None:
-            self._heard(kind, job_id)
+    async def open(self) -> None:
+        pass
+
+    def publish(self, kind: Kind, about: str) -> None:
+        for heard in self._listeners:
+            heard(kind, about)
 
     async def close(self) -> None:
-        self._heard = None
+        self._listeners.clear()
 
 
-class _Relayed:
+class _Relayed(LocalBus):
     """A bus whose messages also go out over one connection, sent in order by one task, and
     come in over another; each process skips its own messages as they come back."""
 
     poll = 2.0
 
     def __init__(self, url: str) -> None:
+        super().__init__()
         self.url = url
         self.origin = secrets.token_hex(6)
-        self._heard: Heard | None = None
         self._outbox: asyncio.Queue[str] = asyncio.Queue(OUTBOX)
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
 
-    async def open(self, heard: Heard) -> None:
-        self._heard = heard
+    async def open(self) -> None:
         self._tasks = [
             asyncio.create_task(self._keep(self._send_all)),
             asyncio.create_task(self._keep(self._listen_all)),
@@ -92,19 +100,18 @@ class _Relayed:
         try:
             await asyncio.wait_for(self._listening.wait(), 5)
         except TimeoutError:
-            log.warning("the jobs bus is not listening yet; going on, looking at the store")
+            log.warning("the bus is not listening yet; going on, looking at the store")
 
-    def publish(self, kind: Kind, job_id: str) -> None:
-        if self._heard is not None:
-            self._heard(kind, job_id)
+    def publish(self, kind: Kind, about: str) -> None:
+        super().publish(kind, about)
         with contextlib.suppress(asyncio.QueueFull):
-            self._outbox.put_nowait(f"{self.origin} {kind} {job_id}")
+            self._outbox.put_nowait(f"{self.origin} {kind} {about}")
 
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._heard = None
+        await super().close()
 
     async def _keep(self, run: Callable[[], Awaitable[None]]) -> None:
         """Run ``run`` again when its connection fails; the messages lost meanwhile are
@@ -113,7 +120,7 @@ class _Relayed:
             try:
                 await run()
             except Exception as exc:
-                log.warning("the jobs bus lost its connection (%s); reconnecting", exc)
+                log.warning("the bus lost its connection (%s); reconnecting", exc)
             await asyncio.sleep(RECONNECT_AFTER)
 
     async def _send_all(self) -> None:
@@ -123,9 +130,10 @@ class _Relayed:
 
     async def _listen_all(self) -> None:
         async for message in self._messages():
-            origin, kind, job_id = message.split(" ", 2)
-            if origin != self.origin and kind in KINDS and self._heard is not None:
-                self._heard(cast(Kind, kind), job_id)
+            origin, kind, about = message.split(" ", 2)
+            if origin != self.origin and kind in KINDS:
+                for heard in self._listeners:
+                    heard(cast(Kind, kind), about)
 
     def _sender(self) -> AbstractAsyncContextManager[Send]:
         raise NotImplementedError
@@ -136,7 +144,7 @@ class _Relayed:
 
 
 class PostgresBus(_Relayed):
-    """Messages through LISTEN/NOTIFY on the job store's own database."""
+    """Messages through LISTEN/NOTIFY on the gateway's own database."""
 
     @asynccontextmanager
     async def _sender(self) -> AsyncIterator[Send]:
@@ -183,11 +191,10 @@ class RedisBus(_Relayed):
             await client.aclose()
 
 
-def open_bus(store_url: str, redis_url: str | None) -> Bus:
-    """Redis when it is configured, else the PostgreSQL job store's own database, else this
-    process alone."""
+def open_bus(database_url: str, redis_url: str | None) -> Bus:
+    """Redis when it is configured, else the PostgreSQL database, else this process alone."""
     if redis_url is not None:
         return RedisBus(redis_url)
-    if is_postgres(store_url):
-        return PostgresBus(store_url)
+    if is_postgres(database_url):
+        return PostgresBus(database_url)
     return LocalBus()

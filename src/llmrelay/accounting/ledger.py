@@ -1,0 +1,248 @@
+"""The record of every request that reached a model: its tokens, cost and cache status for
+the usage reports and the budgets, and what the request inspector shows.
+
+Recording is an append to a list. A task writes the list to the database in
+batches, off the hot path, every ``FLUSH_SECONDS``; closing writes what is left,
+so a graceful shutdown loses nothing. The inspector's part of a record is built
+on the database's thread, redacted there, and dropped after the retention time,
+while the counts stay for the reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from ..database import Connection, Database
+from ..errors import NotFound
+from ..trace import Trace
+from . import inspection
+
+log = logging.getLogger(__name__)
+
+FLUSH_SECONDS = 0.5
+BATCH = 1000
+MAX_PENDING = 100_000  # while the database is down; past this the oldest records are dropped
+BUDGET_REFRESH = 10.0  # seconds between reads of every process's spend
+PURGE_EVERY = 600.0
+
+INSERT = (
+    "INSERT INTO requests (id, created_at, day, key_id, model, status, prompt_tokens,"
+    " completion_tokens, cached_tokens, estimated, cost, cache, saved, detail)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
+SPENT = (
+    "SELECT key_id, sum(cost) FROM requests WHERE key_id IS NOT NULL AND created_at >= ?"
+    " GROUP BY key_id"
+)
+_SUMMARY = "id, created_at, key_id, model, status, prompt_tokens, completion_tokens, cost, cache"
+DETAIL = "SELECT key_id, detail FROM requests WHERE id = ?"
+FORGET = "UPDATE requests SET detail = NULL WHERE created_at < ? AND detail IS NOT NULL"
+DELETE = "DELETE FROM requests WHERE created_at < ?"
+
+
+class RequestNotFound(NotFound):
+    default_code = "request_not_found"
+
+    def __init__(self, request_id: str) -> None:
+        super().__init__(f"No recorded request with id '{request_id[:80]}'.", param="id")
+
+
+class Ledger:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        retention_hours: float,
+        usage_days: float,
+        log_content: bool,
+    ) -> None:
+        self.database = database
+        self.retention_hours = retention_hours
+        self.usage_days = usage_days
+        self.log_content = log_content
+        self._pending: list[tuple[Trace, str, str]] = []
+        self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()  # one batch at a time, taken from the front
+        self._tasks: list[asyncio.Task[None]] = []
+        # Spend per key in the current day and month: every process's, as last read, plus
+        # this process's since.
+        self._spent: dict[str, dict[str, float]] = {"day": {}, "month": {}}
+
+    async def start(self) -> None:
+        await self._read_spend()
+        self._tasks = [
+            asyncio.create_task(self._write_loop()),
+            asyncio.create_task(self._every(BUDGET_REFRESH, self._read_spend)),
+            asyncio.create_task(self._every(PURGE_EVERY, self._purge)),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.flush()
+
+    # -- recording -----------------------------------------------------------------------------
+
+    def record(self, trace: Trace, method: str, path: str) -> None:
+        """Keep a request that ended, to be written with the next batch."""
+        self._pending.append((trace, method, path))
+        if trace.key is not None and trace.cost:
+            for spent in self._spent.values():
+                spent[trace.key.id] = spent.get(trace.key.id, 0.0) + trace.cost
+        if len(self._pending) >= BATCH:
+            self._wake.set()
+        elif len(self._pending) > MAX_PENDING:
+            del self._pending[: len(self._pending) - MAX_PENDING]
+            log.error("the request records are not being written; dropping the oldest")
+
+    def spent(self, key_id: str, period: str) -> float:
+        return self._spent[period].get(key_id, 0.0)
+
+    async def flush(self) -> None:
+        async with self._flushing:
+            while self._pending:
+                batch = self._pending[:BATCH]
+                await self.database.run(functools.partial(self._write, batch=batch))
+                del self._pending[: len(batch)]
+
+    def _write(self, db: Connection, *, batch: Sequence[tuple[Trace, str, str]]) -> None:
+        rows = [self._row(trace, method, path) for trace, method, path in batch]
+        db.executemany(self.database.sql(INSERT), rows)
+
+    def _row(self, trace: Trace, method: str, path: str) -> tuple[Any, ...]:
+        usage = trace.usage
+        detail = inspection.detail(trace, method, path, self.log_content)
+        return (
+            trace.request_id,
+            trace.created,
+            _day(trace.created),
+            trace.key.id if trace.key is not None else None,
+            trace.model,
+            trace.status,
+            usage.prompt_tokens if usage else 0,
+            usage.completion_tokens if usage else 0,
+            usage.cached_tokens if usage else 0,
+            int(usage.estimated) if usage else 0,
+            trace.cost,
+            trace.cache,
+            trace.saved,
+            orjson.dumps(detail),
+        )
+
+    async def _write_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), FLUSH_SECONDS)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception:
+                log.exception("could not write the request records; trying again")
+
+    async def _every(self, seconds: float, work: Any) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await work()
+            except Exception:
+                log.exception("request records: %s failed; trying again", work.__name__)
+
+    async def _read_spend(self) -> None:
+        await self.flush()  # this process's records first, so that none is counted twice
+        now = datetime.now(UTC)
+        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        month = day.replace(day=1)
+        for period, since in (("day", day), ("month", month)):
+            rows = await self.database.rows(SPENT, since.timestamp())
+            self._spent[period] = {key_id: float(cost) for key_id, cost in rows}
+
+    async def _purge(self) -> None:
+        now = time.time()
+        await self.database.changed(FORGET, now - self.retention_hours * 3600)
+        await self.database.changed(DELETE, now - self.usage_days * 86400)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def usage(self, key_id: str | None, since: float, until: float) -> list[dict[str, Any]]:
+        """Totals per key, model and day."""
+        await self.flush()
+        where = "created_at >= ? AND created_at < ?"
+        args: list[Any] = [since, until]
+        if key_id is not None:
+            where += " AND key_id = ?"
+            args.append(key_id)
+        rows = await self.database.rows(
+            "SELECT key_id, model, day, count(*), sum(prompt_tokens), sum(completion_tokens),"
+            " sum(cached_tokens), sum(cost), sum(saved),"
+            " sum(CASE WHEN cache = 'hit' THEN 1 ELSE 0 END), sum(estimated),"
+            " sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END)"
+            f" FROM requests WHERE {where} GROUP BY key_id, model, day"
+            " ORDER BY day, key_id, model",
+            *args,
+        )
+        names = (
+            "key_id", "model", "day", "requests", "prompt_tokens", "completion_tokens",
+            "cached_tokens", "cost_usd", "saved_usd", "cache_hits", "estimated", "errors",
+        )  # fmt: skip
+        return [_totals(dict(zip(names, values, strict=True))) for values in rows]
+
+    async def recent(
+        self, key_id: str | None, limit: int, before: float | None
+    ) -> list[dict[str, Any]]:
+        await self.flush()
+        where: list[str] = []
+        args: list[Any] = []
+        if key_id is not None:
+            where.append("key_id = ?")
+            args.append(key_id)
+        if before is not None:
+            where.append("created_at < ?")
+            args.append(before)
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = await self.database.rows(
+            f"SELECT {_SUMMARY} FROM requests{clause} ORDER BY created_at DESC LIMIT ?",
+            *args,
+            limit,
+        )
+        names = _SUMMARY.split(", ")
+        return [{"object": "request", **dict(zip(names, values, strict=True))} for values in rows]
+
+    async def detail(self, request_id: str, key_id: str | None) -> dict[str, Any]:
+        """A request's inspector record; one of another key's requests is not found."""
+        await self.flush()
+        rows = await self.database.rows(DETAIL, request_id)
+        if not rows or (key_id is not None and rows[0][0] != key_id):
+            raise RequestNotFound(request_id)
+        if rows[0][1] is None:
+            raise NotFound(
+                f"The record of request '{request_id}' is past its retention time.",
+                param="id",
+                code="request_expired",
+            )
+        found: dict[str, Any] = orjson.loads(rows[0][1])
+        return found
+
+
+def _day(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d")
+
+
+def _totals(row: dict[str, Any]) -> dict[str, Any]:
+    row["cost_usd"] = round(float(row["cost_usd"] or 0), 8)
+    row["saved_usd"] = round(float(row["saved_usd"] or 0), 8)
+    for name in ("prompt_tokens", "completion_tokens", "cached_tokens", "cache_hits"):
+        row[name] = int(row[name] or 0)
+    row["estimated"] = int(row["estimated"] or 0)
+    row["errors"] = int(row["errors"] or 0)
+    row["total_tokens"] = row["prompt_tokens"] + row["completion_tokens"]
+    return row

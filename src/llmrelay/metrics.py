@@ -1,0 +1,92 @@
+"""Prometheus metrics, served at ``/metrics``: requests by model, status and error type,
+latency and time to first token, tokens and cost, requests in flight, retries, cache
+hits, and the jobs waiting for a worker.
+
+Each gateway keeps its own registry, so that several gateways in one process
+(as in the tests) count apart. Labels hold model names and statuses only:
+never a key, and never content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from .trace import Trace
+
+# Seconds: from a cached reply's few milliseconds to a long generation's minutes.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "llmrelay_requests",
+            "Requests that reached a model, by model, HTTP status and error type.",
+            ["model", "status", "error_type"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "llmrelay_request_duration_seconds",
+            "Time from a request's arrival to its last byte.",
+            ["model"],
+            buckets=BUCKETS,
+            registry=r,
+        )
+        self.first_token = Histogram(
+            "llmrelay_time_to_first_token_seconds",
+            "Time from a streamed request's arrival to its first token.",
+            ["model"],
+            buckets=BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "llmrelay_tokens", "Tokens used, by model and kind.", ["model", "kind"], registry=r
+        )
+        self.cost = Counter("llmrelay_cost_usd", "Cost in USD, by model.", ["model"], registry=r)
+        self.in_flight = Gauge(
+            "llmrelay_requests_in_flight", "HTTP requests being served.", registry=r
+        )
+        self.retries = Counter(
+            "llmrelay_retries", "Upstream attempts after a request's first.", ["model"], registry=r
+        )
+        self.cache_hits = Counter(
+            "llmrelay_cache_hits", "Requests answered from the cache.", ["model"], registry=r
+        )
+        self.jobs_waiting = Gauge(
+            "llmrelay_jobs_queue_depth", "Jobs waiting for a worker.", registry=r
+        )
+
+    def observe(self, trace: Trace) -> None:
+        """Count a request that reached a model, once it has ended."""
+        model = trace.model or ""
+        self.requests.labels(model, str(trace.status), trace.error_type or "").inc()
+        self.latency.labels(model).observe(trace.total or 0.0)
+        if trace.first_token is not None:
+            self.first_token.labels(model).observe(trace.first_token)
+        usage = trace.usage
+        if usage is not None:
+            self.tokens.labels(model, "prompt").inc(usage.prompt_tokens)
+            self.tokens.labels(model, "completion").inc(usage.completion_tokens)
+        if trace.cost:
+            self.cost.labels(model).inc(trace.cost)
+        if trace.attempts > 1:
+            self.retries.labels(model).inc(trace.attempts - 1)
+        if trace.cache == "hit":
+            self.cache_hits.labels(model).inc()
+
+    async def render(self, jobs_waiting: Callable[[], Awaitable[int]] | None) -> bytes:
+        if jobs_waiting is not None:
+            self.jobs_waiting.set(await jobs_waiting())
+        return generate_latest(self.registry)
