@@ -90,10 +90,10 @@ class App:
 
     def ended(self, trace: Trace, method: str, path: str) -> None:
         """Log a request that ended, and record it when it reached a model."""
-        logs.access(trace, method, path)
         if trace.model is not None and self.gateway is not None:
-            self.gateway.metrics.observe(trace)
-            self.gateway.ledger.record(trace, method, path)
+            self.gateway.ended(trace, method, path)
+        else:
+            logs.access(trace, method, path)
 
     async def _socket(
         self, scope: Scope, receive: Receive, send: Send, gateway: Gateway, access: Access
@@ -182,6 +182,6 @@ def create_app(config: Config) -> ASGIApp:
         app,
         max_body_bytes=config.max_body_bytes,
         cors_origins=config.cors_origins,
-        keep_bytes=config.inspector.max_kb * 1024 if config.log_content else 0,
+        keep_bytes=config.kept_bytes,
         ended=app.ended,
     )

@@ -17,7 +17,7 @@ import orjson
 import uvloop
 from dotenv import load_dotenv
 
-from . import __version__
+from . import __version__, admin
 from .config import Config, ConfigError, load_config
 from .jobs import commands as jobs_commands
 from .streaming import SSEDecoder
@@ -79,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.set_defaults(run=_chat)
 
     jobs_commands.register(commands)
+    admin.register(commands)
     return parser
 
 
@@ -98,10 +99,11 @@ def _serve(args: argparse.Namespace) -> int:
     from .logs import configure
 
     config = _load(args.config)  # fail here, once, before any worker starts
-    if not config.api_keys and not args.insecure and not _is_loopback(args.host):
+    keyed = config.api_keys or config.master_key
+    if not keyed and not args.insecure and not _is_loopback(args.host):
         print(
-            f"llmrelay: refusing to serve on {args.host} with no api_keys configured; "
-            "add api_keys to the config or pass --insecure",
+            f"llmrelay: refusing to serve on {args.host} with no keys configured; "
+            "set master_key or api_keys in the config, or pass --insecure",
             file=sys.stderr,
         )
         return 2

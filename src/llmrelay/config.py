@@ -213,6 +213,11 @@ class Config(BaseModel):
         return self
 
     @property
+    def kept_bytes(self) -> int:
+        """Of each body the request inspector keeps: none unless ``log_content`` is on."""
+        return self.inspector.max_kb * 1024 if self.log_content else 0
+
+    @property
     def specs(self) -> list[ModelSpec]:
         """Every deployment's spec, model by model."""
         return [spec for model in self.models for spec in model.deployments]

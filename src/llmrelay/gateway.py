@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
+from . import logs
 from .accounting.ledger import Ledger
 from .accounting.meter import MeteredModel
 from .accounting.pricing import FREE, Price, Pricing
@@ -24,10 +25,11 @@ from .metrics import Metrics
 from .providers import PROVIDERS
 from .resilience.deployment import Deployment
 from .resilience.model import ServedModel
-from .trace import current_trace
+from .trace import Trace, current_trace
 
 if TYPE_CHECKING:
     from .jobs.service import JobService
+    from .telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class Gateway:
             log_content=config.log_content,
         )
         self.metrics = Metrics()
+        self.telemetry = self._telemetry(config.otlp_endpoint)
         self.jobs: JobService | None = None  # set once the jobs service has started
 
     def _served(self, spec: ServedSpec) -> ServedModel:
@@ -103,6 +106,18 @@ class Gateway:
             prices[deployment.id] = price
         return prices
 
+    def _telemetry(self, endpoint: str | None) -> Telemetry | None:
+        if endpoint is None:
+            return None  # and OpenTelemetry is not even imported
+        from .telemetry import Telemetry
+
+        deployments = {
+            d.id: (d.provider.owned_by, d.provider.spec.upstream_model)
+            for served in self.served.values()
+            for d in served.deployments
+        }
+        return Telemetry(endpoint, deployments)
+
     def resolve(self, model: str | None) -> MeteredModel:
         """The model a request names, when its key may use it."""
         name = model or self.default_model
@@ -116,6 +131,20 @@ class Gateway:
             )
         return served
 
+    def trace(self, request_id: str) -> Trace:
+        """A new trace, keeping bodies for the inspector when the config says so."""
+        return Trace(request_id, self.config.kept_bytes)
+
+    def ended(self, trace: Trace, method: str, path: str) -> None:
+        """Log, count and record a request that reached a model, once it has ended."""
+        if trace.total is None:
+            trace.total = trace.elapsed()
+        logs.access(trace, method, path)
+        self.metrics.observe(trace)
+        if self.telemetry is not None:
+            self.telemetry.export(trace, method, path)
+        self.ledger.record(trace, method, path)
+
     @property
     def ready(self) -> bool:
         return all(m.ready for m in self.served.values())
@@ -128,6 +157,8 @@ class Gateway:
 
     async def close(self) -> None:
         await self.ledger.close()
+        if self.telemetry is not None:
+            await asyncio.to_thread(self.telemetry.close)
         await self.keys.close()
         await self.limiter.close()
         if self.cache is not None:

@@ -69,6 +69,8 @@ class GatewayMiddleware:
         request_id = given if _CLIENT_ID.match(given) else next(_request_ids)
         token = request_id_var.set(request_id)
         trace = Trace(request_id, self.keep_bytes)
+        if b"traceparent" in headers:
+            trace.parent = headers[b"traceparent"].decode("latin-1")
         trace_token = trace_var.set(trace)
         status = 0
         id_header = (b"x-request-id", request_id.encode())

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .errors import InvalidRequest
 
@@ -88,6 +88,7 @@ class Trace:
         "key",
         "master",
         "model",
+        "parent",
         "queued",
         "rate_headers",
         "request_id",
@@ -95,6 +96,7 @@ class Trace:
         "started",
         "status",
         "total",
+        "tries",
         "upstream_seconds",
         "usage",
     )
@@ -121,6 +123,9 @@ class Trace:
         self.first_token: float | None = None
         self.total: float | None = None  # seconds, once the request has ended
         self.rate_headers: list[tuple[bytes, bytes]] = []
+        # Each attempt's deployment, start and end (perf_counter seconds), for the spans.
+        self.tries: list[list[Any]] = []
+        self.parent: str | None = None  # the client's W3C traceparent, if it sent one
         # For the inspector: kept only when ``keep_bytes`` (its size limit) is not 0.
         self.keep_bytes = keep_bytes
         self.client_body: bytes | None = None
@@ -137,12 +142,19 @@ class Trace:
     def attempted(self, deployment: str) -> None:
         self.attempts += 1
         self.deployment = deployment
+        self.tries.append([deployment, time.perf_counter(), None])
 
     def waited(self, seconds: float) -> None:
         """Time spent on an upstream, which the overhead leaves out."""
         self.upstream_seconds += seconds
         if self.first_byte is None:
             self.first_byte = self.elapsed()
+        if self.tries:
+            self.tries[-1][2] = time.perf_counter()
+
+    def moment(self, counter: float) -> float:
+        """A ``perf_counter`` reading of this request as a Unix time."""
+        return self.created + (counter - self.started)
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started

@@ -67,6 +67,7 @@ class Job:
     # Where the ended job is sent, and how its tries went: url, attempts, last_error.
     webhook: JSONObject | None = None
     webhook_state: WebhookState | None = None
+    key_id: str | None = None  # the virtual key that submitted it, which alone may see it
 
     @property
     def webhook_url(self) -> str | None:
@@ -122,6 +123,7 @@ class Job:
             "metadata": self.metadata,
             "history": self.history,
             "webhook": self.webhook and {**self.webhook, "state": self.webhook_state},
+            "key_id": self.key_id,
         }
 
 

@@ -25,6 +25,7 @@ from ..database import Database
 from ..errors import InvalidRequest, NotFound
 from ..gateway import Gateway
 from ..schemas import ChatCompletionRequest, JSONObject
+from ..trace import current_trace
 from .job import Job, is_id, new_id
 from .settings import WEBHOOK_SECRET_ENV, JobsSpec
 from .store import JobStore
@@ -140,13 +141,16 @@ class JobService:
         model = self.gateway.resolve(request.model).name
         body = request.model_dump(mode="json", exclude_unset=True, by_alias=True)
         body["model"] = model
+        owner = _owner()
         job = Job(
             id=new_id(),
             model=model,
             request=body,
             metadata=metadata,
-            idempotency_key=idempotency_key,
-            dedup_key=_dedup_key(body, webhook_url) if _deterministic(request) else None,
+            # Keys are apart: one key's idempotency key or request is no repeat of another's.
+            idempotency_key=None if idempotency_key is None else f"{owner or ''}:{idempotency_key}",
+            dedup_key=_dedup_key(body, webhook_url, owner) if _deterministic(request) else None,
+            key_id=owner,
         )
         if webhook_url is not None:
             job.webhook = {"url": webhook_url, "attempts": 0, "last_error": None}
@@ -167,18 +171,21 @@ class JobService:
         return stored, True
 
     async def get(self, job_id: str) -> Job:
+        """The job, when the asking key may see it: its own, or any for the master key."""
         job = await self.store.get(job_id) if is_id(job_id) else None
-        if job is None:
+        owner = _owner()
+        if job is None or (owner is not None and job.key_id != owner):
             raise JobNotFound(job_id)
         return job
 
     async def recent(self, status: str | None, limit: int, after: str | None) -> list[Job]:
         if after is not None and not is_id(after):
             raise InvalidRequest(f"'after' must be a job id, not {after[:40]!r}.", param="after")
-        return await self.store.recent(status, limit, after)
+        return await self.store.recent(status, limit, after, _owner())
 
     async def cancel(self, job_id: str) -> Job:
-        job = await self.store.cancel(job_id) if is_id(job_id) else None
+        await self.get(job_id)  # another key's job is not found
+        job = await self.store.cancel(job_id)
         if job is None:
             raise JobNotFound(job_id)
         self.bus.publish("cancelled", job_id)  # its worker, wherever it is, stops it
@@ -260,7 +267,14 @@ def _deterministic(request: ChatCompletionRequest) -> bool:
     return request.temperature == 0 or request.seed is not None
 
 
-def _dedup_key(body: JSONObject, webhook_url: str | None) -> str:
-    """The same request repeats a job only when its result goes to the same webhook."""
-    key = orjson.dumps([body, webhook_url], option=orjson.OPT_SORT_KEYS)
+def _owner() -> str | None:
+    """The virtual key of the request being served, if it came with one."""
+    key = current_trace().key
+    return key.id if key is not None else None
+
+
+def _dedup_key(body: JSONObject, webhook_url: str | None, owner: str | None) -> str:
+    """The same request repeats a job only for the same key, and when its result goes to
+    the same webhook."""
+    key = orjson.dumps([body, webhook_url, owner], option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(key).hexdigest()

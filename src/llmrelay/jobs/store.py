@@ -66,9 +66,12 @@ class JobStore:
     async def get(self, job_id: str) -> Job | None:
         return await self._one(table.BY_ID, job_id)
 
-    async def recent(self, status: str | None, limit: int, after: str | None) -> list[Job]:
-        """Jobs newest first, those older than the job ``after`` when it is given."""
-        statement, args = table.recent(status, after, limit)
+    async def recent(
+        self, status: str | None, limit: int, after: str | None, key_id: str | None = None
+    ) -> list[Job]:
+        """Jobs newest first, those older than the job ``after`` when it is given, of the key
+        ``key_id`` when it is given."""
+        statement, args = table.recent(status, after, limit, key_id)
         rows = await self.database.rows(statement, *args)
         return [table.job(values) for values in rows]
 

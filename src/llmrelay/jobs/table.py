@@ -28,6 +28,7 @@ COLUMNS = (
     "idempotency_key",
     "dedup_key",
     "webhook_state",
+    "key_id",
 )
 _NAMES = ", ".join(COLUMNS)
 _RETURNING = f"RETURNING {_NAMES}, body"
@@ -88,9 +89,15 @@ RECORD_SPEED = (
 )
 
 
-def recent(status: str | None, after: str | None, limit: int) -> tuple[str, list[Any]]:
-    """Jobs newest first, of ``status`` when given, older than the job ``after`` when given."""
+def recent(
+    status: str | None, after: str | None, limit: int, key_id: str | None
+) -> tuple[str, list[Any]]:
+    """Jobs newest first, of ``status`` when given, older than the job ``after`` when given,
+    of the key ``key_id`` when given."""
     where, args = [], []
+    if key_id is not None:
+        where.append("key_id = ?")
+        args.append(key_id)
     if status is not None:
         where.append("status = ?")
         args.append(status)

@@ -16,10 +16,11 @@ from .. import structured
 from ..accounting.meter import MeteredModel
 from ..bus import Kind
 from ..chunks import ChatAccumulator
-from ..errors import RelayError
+from ..errors import PermissionDenied, RelayError
 from ..gateway import Gateway
 from ..schemas import ChatCompletionRequest, JSONObject
 from ..schemas.common import StreamOptions
+from ..trace import trace_var
 from .job import CEILING, Job
 from .store import JobStore
 
@@ -110,7 +111,16 @@ class Worker:
         runner = asyncio.current_task()
         assert runner is not None
         beats: asyncio.Task[None] | None = None
+        # The run is recorded as a request of the job's key, whose system prompt it gets.
+        trace = self.gateway.trace(f"{job.id}-{job.runs}")
+        trace_var.set(trace)  # in this run's own task
         try:
+            if job.key_id is not None:
+                trace.key = self.gateway.keys.live(job.key_id)
+                if trace.key is None:
+                    raise PermissionDenied(
+                        "The key that submitted this job was revoked.", code="key_revoked"
+                    )
             speed = await self.store.speed(job.model)
             if speed is not None:
                 job.expected_seconds = speed * budget
@@ -146,6 +156,9 @@ class Worker:
         finally:
             if beats is not None:
                 beats.cancel()
+            if trace.model is not None:
+                trace.status = 200 if job.status == "completed" else 500
+                self.gateway.ended(trace, "JOB", f"/v1/jobs/{job.id}")
         await self._finish(job, owner)
         if job.status == "completed" and job.started_at is not None:
             await self.store.record_speed(job.model, (time.time() - job.started_at) / budget)

@@ -81,6 +81,10 @@ class KeyRing:
             return None
         return found[1]
 
+    def live(self, key_id: str) -> VirtualKey | None:
+        """The key with this id, unless it was revoked."""
+        return next((key for _, key in self._by_hash.values() if key.id == key_id), None)
+
     # -- what the admin API asks ---------------------------------------------------------------
 
     async def create(self, fields: KeyFields) -> tuple[VirtualKey, str]:
