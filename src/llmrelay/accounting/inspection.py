@@ -69,6 +69,7 @@ def _timings(trace: Trace) -> dict[str, float | None]:
     total = trace.total if trace.total is not None else trace.elapsed()
     return {
         "queue": ms(trace.queued),
+        "connect": ms(trace.connect),
         "first_byte": ms(trace.first_byte),
         "first_token": ms(trace.first_token),
         "upstream": ms(trace.upstream_seconds),
