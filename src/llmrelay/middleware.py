@@ -101,7 +101,7 @@ class GatewayMiddleware:
                 log.error("failed after the response started", exc_info=exc)
             else:
                 error = _as_relay_error(exc)
-                trace.error_type = error.type
+                trace.error_type = error.to_dict()["error"]["type"]  # as the client sees it
                 await _send_error(send_with_id, error, scope["path"])
         finally:
             trace.status = status

@@ -117,7 +117,7 @@ class Ledger:
 
     def _write(self, db: Connection, *, batch: Sequence[tuple[Trace, str, str]]) -> None:
         rows = [self._row(trace, method, path) for trace, method, path in batch]
-        db.executemany(self.database.sql(INSERT), rows)
+        self.database.execute_many(db, INSERT, rows)
 
     def _row(self, trace: Trace, method: str, path: str) -> tuple[Any, ...]:
         usage = trace.usage

@@ -41,7 +41,7 @@ class Cursor(Protocol):
 class Connection(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Cursor: ...
 
-    def executemany(self, sql: str, params: Sequence[Sequence[Any]], /) -> Any: ...
+    def cursor(self) -> Any: ...
 
     def close(self) -> None: ...
 
@@ -116,6 +116,10 @@ class Database:
 
     def execute(self, db: Connection, statement: str, *args: Any) -> Cursor:
         return db.execute(self.sql(statement), args)
+
+    def execute_many(self, db: Connection, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        """``statement`` once for each of ``rows``, in one round trip where the driver can."""
+        db.cursor().executemany(self.sql(statement), rows)
 
     async def rows(self, statement: str, *args: Any) -> list[Any]:
         return await self.run(lambda db: self.execute(db, statement, *args).fetchall())

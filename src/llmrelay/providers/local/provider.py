@@ -23,7 +23,7 @@ from ...schemas import (
 from ...schemas.chat import FunctionTool
 from ...schemas.common import OpenRequest
 from ..base import ChunkStream, ModelSpec, Provider
-from . import prompt
+from . import native_log, prompt
 from .engine import Engine
 
 BUNDLED_CHAT_FORMAT = "gemma"
@@ -91,6 +91,8 @@ class LocalProvider(Provider):
 
         def load(_: Any) -> Any:
             from llama_cpp import Llama
+
+            native_log.install()
 
             return Llama(
                 model_path=path,
