@@ -54,6 +54,8 @@ class KeyRing:
         self._by_hash: dict[str, tuple[str, VirtualKey]] = {}
         self._newest: float | None = None
         self._task: asyncio.Task[None] | None = None
+        # Counts the changes made to the ring, so that a full read overtaken by one is redone.
+        self._changes = 0
 
     async def start(self) -> None:
         self.bus.listen(self._heard)
@@ -94,6 +96,7 @@ class KeyRing:
         hashed = digest(secret.encode())
         now = time.time()
         await self.database.changed(INSERT, key.id, hashed, key.created_at, now, _body(key))
+        self._changes += 1
         self._by_hash[hashed] = (hashed, key)
         self.bus.publish("key", f"changed {key.id}")
         return key, secret
@@ -141,20 +144,29 @@ class KeyRing:
             task.add_done_callback(_log_failure)
 
     def _drop(self, key_id: str) -> None:
+        self._changes += 1
         for hashed, (_, key) in list(self._by_hash.items()):
             if key.id == key_id:
                 del self._by_hash[hashed]
 
     async def _reload_one(self, key_id: str) -> None:
+        """Read a key again; it is swapped in only once read, so it works throughout."""
+        rows = await self.database.rows(BY_ID, key_id)
         self._drop(key_id)
-        for values in await self.database.rows(BY_ID, key_id):
+        for values in rows:
             key = _key(values)
             if key.revoked_at is None:
                 self._by_hash[values[1]] = (values[1], key)
 
     async def _reload(self) -> None:
-        rows = await self.database.rows(LIVE)
-        self._by_hash = {values[1]: (values[1], _key(values)) for values in rows}
+        """Read every live key; a read that a change here overtook is read again, lest it
+        bring back a key just revoked or leave out one just made."""
+        while True:
+            changes = self._changes
+            rows = await self.database.rows(LIVE)
+            if changes == self._changes:
+                self._by_hash = {values[1]: (values[1], _key(values)) for values in rows}
+                return
 
     async def _poll(self) -> None:
         while True:
