@@ -972,7 +972,7 @@ def test_records_reach_the_database_even_when_the_gateway_stops_at_once(
         )
         # Stopped at once, before a batch is due: the graceful shutdown writes the records.
     query = (
-        "SELECT id, model, status, prompt_tokens, completion_tokens, estimated, cost, day"
+        "SELECT id, model, status, prompt_tokens, completion_tokens, counted_by, cost, day"
         " FROM requests ORDER BY created_at"
     )
     if store == "postgresql":
@@ -982,8 +982,8 @@ def test_records_reach_the_database_even_when_the_gateway_stops_at_once(
         with sqlite3.connect(tmp_path / "data" / "jobs.db") as db:
             rows = db.execute(query).fetchall()
     assert [row[:6] for row in rows] == [
-        (whole, "fake-model", 200, PROMPT, COMPLETION, 0),
-        (streamed, "fake-model", 200, PROMPT, COMPLETION, 0),
+        (whole, "fake-model", 200, PROMPT, COMPLETION, "reported"),
+        (streamed, "fake-model", 200, PROMPT, COMPLETION, "reported"),
     ]
     assert all(float(row[6]) == pytest.approx(FAKE_COST) for row in rows)
     assert {row[7] for row in rows} <= {

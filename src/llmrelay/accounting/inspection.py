@@ -1,14 +1,17 @@
-"""A request's inspector record: what the client sent, what the gateway added, what went
-upstream and came back, the tokens and how they were counted, the cost, and the timings.
+"""A request's record: the columns written for every request, and the inspector's view of
+them, with what the client sent, what the gateway added, and what went upstream and came
+back when the bodies were kept.
 
-Built from a request's trace after it ended, on the database's thread. Secrets
-are redacted here: the upstream's credential headers, and every provider key
-wherever it appears. Bodies are cut at the trace's size limit.
+A record is a tuple of a request's trace's values, cheap to build for every
+request. The bodies are built only with ``log_content``, on the database's
+thread, and redacted there: the upstream's credential headers, and every
+provider key wherever it appears. Bodies are cut at the trace's size limit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -21,60 +24,100 @@ SECRET_HEADERS = frozenset(
     {"authorization", "x-api-key", "api-key", "x-goog-api-key", "proxy-authorization"}
 )
 REDACTED = "[redacted]"
+TIMINGS = ("queue", "connect", "first_byte", "first_token", "upstream", "total")
+COLUMNS = (
+    "id", "created_at", "day", "key_id", "model", "deployment", "method", "path", "status",
+    "error_type", "attempts", "prompt_tokens", "completion_tokens", "cached_tokens",
+    "counted_by", "cost", "cache", "saved", *(f"{name}_ms" for name in TIMINGS), "content",
+)  # fmt: skip
+INTO = f"requests ({', '.join(COLUMNS)})"
+REPEATED = "ON CONFLICT (id) DO NOTHING"  # a record written twice, after a failed write
+SELECT = f"SELECT {', '.join(COLUMNS)} FROM requests"
 
 
-def detail(trace: Trace, method: str, path: str, log_content: bool) -> dict[str, Any]:
+def row(trace: Trace, method: str, path: str) -> tuple[Any, ...]:
+    """The values of INSERT for a request that ended."""
     usage = trace.usage
+    total = trace.total if trace.total is not None else trace.elapsed()
+    return (
+        trace.request_id,
+        trace.created,
+        datetime.fromtimestamp(trace.created, UTC).strftime("%Y-%m-%d"),
+        trace.key.id if trace.key is not None else None,
+        trace.model,
+        trace.deployment,
+        method,
+        path,
+        trace.status,
+        trace.error_type,
+        trace.attempts,
+        usage.prompt_tokens if usage else 0,
+        usage.completion_tokens if usage else 0,
+        usage.cached_tokens if usage else 0,
+        usage.counted_by if usage else None,
+        trace.cost,
+        trace.cache,
+        trace.saved,
+        _ms(trace.queued),
+        _ms(trace.connect),
+        _ms(trace.first_byte),
+        _ms(trace.first_token),
+        _ms(trace.upstream_seconds),
+        _ms(total),
+        None,  # the content, which ``with_content`` builds off the hot path
+    )
+
+
+def with_content(row: tuple[Any, ...], trace: Trace) -> tuple[Any, ...]:
+    """``row`` with the bodies of ``trace``, redacted."""
+    return (*row[:-1], orjson.dumps(_content(trace)))
+
+
+def detail(values: Any) -> dict[str, Any]:
+    """The inspector's view of a row selected with SELECT."""
+    found = dict(zip(COLUMNS, values, strict=True))
+    timings = {name: found[f"{name}_ms"] for name in TIMINGS}
+    if timings["total"] is not None:
+        timings["overhead"] = round(max(0.0, timings["total"] - (timings["upstream"] or 0)), 3)
+    counted_by = found["counted_by"]
+    prompt, completion = found["prompt_tokens"], found["completion_tokens"]
     record: dict[str, Any] = {
-        "id": trace.request_id,
+        "id": found["id"],
         "object": "request.detail",
-        "created_at": trace.created,
-        "method": method,
-        "path": path,
-        "key_id": trace.key.id if trace.key is not None else None,
-        "model": trace.model,
-        "deployment": trace.deployment,
-        "status": trace.status,
-        "error_type": trace.error_type,
-        "attempts": trace.attempts,
-        "cache": trace.cache,
+        **{name: found[name] for name in ("created_at", "method", "path", "key_id", "model")},
+        **{name: found[name] for name in ("deployment", "status", "error_type", "attempts")},
+        "cache": found["cache"],
         "usage": None
-        if usage is None
+        if counted_by is None
         else {
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "cached_tokens": usage.cached_tokens,
-            "total_tokens": usage.total_tokens,
-            "counted_by": usage.counted_by,
-            "estimated": usage.estimated,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "cached_tokens": found["cached_tokens"],
+            "total_tokens": prompt + completion,
+            "counted_by": counted_by,
+            "estimated": counted_by != "reported",
         },
-        "cost_usd": trace.cost,
-        "saved_usd": trace.saved,
-        "timings_ms": _timings(trace),
-        "content_kept": log_content,
+        "cost_usd": found["cost"],
+        "saved_usd": found["saved"],
+        "timings_ms": timings,
+        "content_kept": found["content"] is not None,
     }
-    if log_content:
-        limit = trace.keep_bytes
-        secrets = [s for call in trace.calls for s in call.secrets]
-        record["client_request"] = _body(trace.client_body or b"", limit, secrets)
-        record["injected"] = trace.injected
-        record["upstream"] = [_call(call, limit) for call in trace.calls]
+    if found["content"] is not None:
+        record.update(orjson.loads(found["content"]))
     return record
 
 
-def _timings(trace: Trace) -> dict[str, float | None]:
-    def ms(seconds: float | None) -> float | None:
-        return None if seconds is None else round(seconds * 1000, 3)
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
 
-    total = trace.total if trace.total is not None else trace.elapsed()
+
+def _content(trace: Trace) -> dict[str, Any]:
+    limit = trace.keep_bytes
+    secrets = [s for call in trace.calls for s in call.secrets]
     return {
-        "queue": ms(trace.queued),
-        "connect": ms(trace.connect),
-        "first_byte": ms(trace.first_byte),
-        "first_token": ms(trace.first_token),
-        "upstream": ms(trace.upstream_seconds),
-        "overhead": ms(max(0.0, total - trace.upstream_seconds)),
-        "total": ms(total),
+        "client_request": _body(trace.client_body or b"", limit, secrets),
+        "injected": trace.injected,
+        "upstream": [_call(call, limit) for call in trace.calls],
     }
 
 

@@ -19,8 +19,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from ..database import Connection, Database
 from ..errors import NotFound
 from ..trace import Trace
@@ -34,18 +32,13 @@ MAX_PENDING = 100_000  # while the database is down; past this the oldest record
 BUDGET_REFRESH = 10.0  # seconds between reads of every process's spend
 PURGE_EVERY = 600.0
 
-INSERT = (
-    "INSERT INTO requests (id, created_at, day, key_id, model, status, prompt_tokens,"
-    " completion_tokens, cached_tokens, estimated, cost, cache, saved, detail)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
-)
 SPENT = (
     "SELECT key_id, sum(cost) FROM requests WHERE key_id IS NOT NULL AND created_at >= ?"
     " GROUP BY key_id"
 )
 _SUMMARY = "id, created_at, key_id, model, status, prompt_tokens, completion_tokens, cost, cache"
-DETAIL = "SELECT key_id, detail FROM requests WHERE id = ?"
-FORGET = "UPDATE requests SET detail = NULL WHERE created_at < ? AND detail IS NOT NULL"
+DETAIL = f"{inspection.SELECT} WHERE id = ?"
+FORGET = "UPDATE requests SET content = NULL WHERE created_at < ? AND content IS NOT NULL"
 DELETE = "DELETE FROM requests WHERE created_at < ?"
 
 
@@ -69,7 +62,7 @@ class Ledger:
         self.retention_hours = retention_hours
         self.usage_days = usage_days
         self.log_content = log_content
-        self._pending: list[tuple[Trace, str, str]] = []
+        self._pending: list[tuple[tuple[Any, ...], Trace | None]] = []
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()  # one batch at a time, taken from the front
         self._tasks: list[asyncio.Task[None]] = []
@@ -94,8 +87,15 @@ class Ledger:
     # -- recording -----------------------------------------------------------------------------
 
     def record(self, trace: Trace, method: str, path: str) -> None:
-        """Keep a request that ended, to be written with the next batch."""
-        self._pending.append((trace, method, path))
+        """Keep a request that ended, to be written with the next batch.
+
+        Its row, a tuple of plain values, is made now: keeping the traces themselves
+        until the batch is written made the garbage collector walk thousands of live
+        objects, which cost more than the writing. Only a trace whose bodies are to be
+        kept (with log_content) is kept, for its bodies to be built on the database's
+        thread."""
+        row = inspection.row(trace, method, path)
+        self._pending.append((row, trace if trace.keep_bytes else None))
         if trace.key is not None and trace.cost:
             for spent in self._spent.values():
                 spent[trace.key.id] = spent.get(trace.key.id, 0.0) + trace.cost
@@ -115,29 +115,13 @@ class Ledger:
                 await self.database.run(functools.partial(self._write, batch=batch))
                 del self._pending[: len(batch)]
 
-    def _write(self, db: Connection, *, batch: Sequence[tuple[Trace, str, str]]) -> None:
-        rows = [self._row(trace, method, path) for trace, method, path in batch]
-        self.database.execute_many(db, INSERT, rows)
-
-    def _row(self, trace: Trace, method: str, path: str) -> tuple[Any, ...]:
-        usage = trace.usage
-        detail = inspection.detail(trace, method, path, self.log_content)
-        return (
-            trace.request_id,
-            trace.created,
-            _day(trace.created),
-            trace.key.id if trace.key is not None else None,
-            trace.model,
-            trace.status,
-            usage.prompt_tokens if usage else 0,
-            usage.completion_tokens if usage else 0,
-            usage.cached_tokens if usage else 0,
-            int(usage.estimated) if usage else 0,
-            trace.cost,
-            trace.cache,
-            trace.saved,
-            orjson.dumps(detail),
-        )
+    def _write(
+        self, db: Connection, *, batch: Sequence[tuple[tuple[Any, ...], Trace | None]]
+    ) -> None:
+        rows = [
+            row if trace is None else inspection.with_content(row, trace) for row, trace in batch
+        ]
+        self.database.insert(db, inspection.INTO, rows, inspection.REPEATED)
 
     async def _write_loop(self) -> None:
         while True:
@@ -184,7 +168,8 @@ class Ledger:
         rows = await self.database.rows(
             "SELECT key_id, model, day, count(*), sum(prompt_tokens), sum(completion_tokens),"
             " sum(cached_tokens), sum(cost), sum(saved),"
-            " sum(CASE WHEN cache = 'hit' THEN 1 ELSE 0 END), sum(estimated),"
+            " sum(CASE WHEN cache = 'hit' THEN 1 ELSE 0 END),"
+            " sum(CASE WHEN counted_by = 'estimate' THEN 1 ELSE 0 END),"
             " sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END)"
             f" FROM requests WHERE {where} GROUP BY key_id, model, day"
             " ORDER BY day, key_id, model",
@@ -221,20 +206,12 @@ class Ledger:
         """A request's inspector record; one of another key's requests is not found."""
         await self.flush()
         rows = await self.database.rows(DETAIL, request_id)
-        if not rows or (key_id is not None and rows[0][0] != key_id):
+        if not rows:
             raise RequestNotFound(request_id)
-        if rows[0][1] is None:
-            raise NotFound(
-                f"The record of request '{request_id}' is past its retention time.",
-                param="id",
-                code="request_expired",
-            )
-        found: dict[str, Any] = orjson.loads(rows[0][1])
+        found = inspection.detail(rows[0])
+        if key_id is not None and found["key_id"] != key_id:
+            raise RequestNotFound(request_id)
         return found
-
-
-def _day(stamp: float) -> str:
-    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d")
 
 
 def _totals(row: dict[str, Any]) -> dict[str, Any]:

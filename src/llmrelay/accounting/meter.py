@@ -95,18 +95,21 @@ class MeteredModel:
         wants_usage = request.wants_usage_in_stream
         request = self._prepared(request, trace)
         key = self._cache_key(request, opted_in, trace)
-        return self._chat_stream(trace, request, wants_usage, key)
+        if key is None:  # the common case, with no layer between the client and the model
+            source = self.model.chat_stream(_asking_usage(request))
+            return self._counted_stream(trace, request, source, wants_usage, None)
+        return self._cached_stream(trace, request, wants_usage, key)
 
-    async def _chat_stream(
-        self, trace: Trace, request: ChatCompletionRequest, wants_usage: bool, key: str | None
+    async def _cached_stream(
+        self, trace: Trace, request: ChatCompletionRequest, wants_usage: bool, key: str
     ) -> ChunkStream:
-        if key is not None and self.cache is not None:
-            cached = await self.cache.get(key)
-            if cached is not None:
-                self._hit(trace, cached)
-                yield replay(cached, wants_usage)
-                return
-        folded = ChatAccumulator() if key is not None else None
+        assert self.cache is not None
+        cached = await self.cache.get(key)
+        if cached is not None:
+            self._hit(trace, cached)
+            yield replay(cached, wants_usage)
+            return
+        folded = ChatAccumulator()
         source = self.model.chat_stream(_asking_usage(request))
         stream = self._counted_stream(trace, request, source, wants_usage, folded)
         try:
@@ -114,8 +117,7 @@ class MeteredModel:
                 yield batch
         finally:
             await stream.aclose()
-        if folded is not None and self.cache is not None:
-            await self.cache.put(key or "", folded.result())
+        await self.cache.put(key, folded.result())
 
     async def completion(self, request: CompletionRequest) -> JSONObject:
         trace = current_trace()

@@ -8,7 +8,7 @@ at the same moment take different jobs rather than queueing on one row.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import cast
 
 import psycopg
@@ -35,6 +35,9 @@ class Postgres:
 
     def broken(self, db: Connection) -> bool:
         return cast(psycopg.Connection[tuple[object, ...]], db).broken
+
+    def transaction(self, db: Connection) -> AbstractContextManager[None]:
+        return cast(psycopg.Connection[tuple[object, ...]], db).transaction()  # type: ignore[return-value]
 
     @contextmanager
     def exclusive(self, db: Connection, key: str) -> Iterator[None]:

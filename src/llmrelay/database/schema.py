@@ -46,21 +46,34 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             revoked_at {real},
             body {blob} NOT NULL
         )""",
+        # One row per request that reached a model; ``content``, the bodies the inspector
+        # shows, is kept only with log_content, and only for the retention time.
         """CREATE TABLE IF NOT EXISTS requests (
             id TEXT PRIMARY KEY,
             created_at {real} NOT NULL,
             day TEXT NOT NULL,
             key_id TEXT,
             model TEXT,
+            deployment TEXT,
+            method TEXT NOT NULL,
+            path TEXT NOT NULL,
             status INTEGER NOT NULL,
+            error_type TEXT,
+            attempts INTEGER NOT NULL,
             prompt_tokens INTEGER NOT NULL,
             completion_tokens INTEGER NOT NULL,
             cached_tokens INTEGER NOT NULL,
-            estimated INTEGER NOT NULL,
+            counted_by TEXT,
             cost {real} NOT NULL,
             cache TEXT,
             saved {real} NOT NULL,
-            detail {blob}
+            queue_ms {real},
+            connect_ms {real},
+            first_byte_ms {real},
+            first_token_ms {real},
+            upstream_ms {real},
+            total_ms {real},
+            content {blob}
         )""",
         "CREATE INDEX IF NOT EXISTS requests_created ON requests (created_at)",
         "CREATE INDEX IF NOT EXISTS requests_by_key ON requests (key_id, created_at)",

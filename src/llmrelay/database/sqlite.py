@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import cast
 
@@ -40,14 +40,21 @@ class SQLite:
     def broken(self, db: Connection) -> bool:
         return False  # a file does not go away as a server can
 
-    @contextmanager
-    def exclusive(self, db: Connection, key: str) -> Iterator[None]:
+    def exclusive(self, db: Connection, key: str) -> AbstractContextManager[None]:
         # IMMEDIATE takes the write lock at once, so that two processes submitting the
         # same request cannot both find no job and both insert one.
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        return _transaction(db, "BEGIN IMMEDIATE")
+
+    def transaction(self, db: Connection) -> AbstractContextManager[None]:
+        return _transaction(db, "BEGIN")
+
+
+@contextmanager
+def _transaction(db: Connection, begin: str) -> Iterator[None]:
+    db.execute(begin)
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
