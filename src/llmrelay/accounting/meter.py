@@ -255,18 +255,17 @@ def _asking_usage(request: Any) -> Any:
 
 def _without_usage(batch: list[JSONObject]) -> list[JSONObject]:
     """A batch as a client that did not ask for usage gets it."""
-    if not any("usage" in chunk for chunk in batch):
+    if not any(chunk.get("usage") for chunk in batch):
+        if isinstance(batch, Relayed) and _NULL_USAGE in batch.wire:
+            # Only the nulls OpenAI adds to every chunk once usage is asked for: cut from
+            # the bytes as they are; the chunks themselves are left, as a null is no usage.
+            return Relayed(batch, batch.wire.replace(_NULL_USAGE, b""))
         return batch
-    kept = [
+    return [
         {k: v for k, v in chunk.items() if k != "usage"}
         for chunk in batch
         if chunk.get("choices") or not chunk.get("usage")
     ]
-    if isinstance(batch, Relayed) and not any(chunk.get("usage") for chunk in batch):
-        # Only the nulls OpenAI adds to every chunk once usage is asked for: cut them from
-        # the bytes as they are, sparing the re-encoding.
-        return Relayed(kept, batch.wire.replace(_NULL_USAGE, b""))
-    return kept
 
 
 def _usage(reported: JSONObject | None) -> Usage | None:
