@@ -1068,3 +1068,20 @@ def test_no_secret_shows_in_replies_records_metrics_or_logs(
     for secret in secret_values:
         for index, text in enumerate(shown):
             assert secret not in text, f"secret #{secret_values.index(secret)} in #{index}"
+
+
+def test_only_a_request_that_opened_a_connection_spent_time_connecting(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    with run_gateway({"models": upstream_models(upstream.base_url)}, tmp_path) as gateway:
+        sent = [
+            httpx.post(
+                f"{gateway.v1}/chat/completions",
+                json={"model": "fake-model", "messages": _say("Hi")},
+            ).headers["x-request-id"]
+            for _ in range(2)
+        ]
+        first, second = (_recorded(gateway.url, rid, None)["timings_ms"] for rid in sent)
+    assert first["connect"] > 0  # a new gateway opens its first connection upstream
+    assert second["connect"] == 0  # and the next request reuses it
+    assert first["connect"] <= first["first_byte"] <= first["total"]

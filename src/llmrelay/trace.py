@@ -78,7 +78,6 @@ class Trace:
         "calls",
         "client_body",
         "connect",
-        "connect_started",
         "cost",
         "created",
         "deployment",
@@ -122,7 +121,6 @@ class Trace:
         self.upstream_seconds = 0.0  # time spent waiting on upstreams, not on the gateway
         self.queued = 0.0  # time spent waiting for a deployment's free slot
         self.connect = 0.0  # time spent opening connections to upstreams
-        self.connect_started: float | None = None
         self.first_byte: float | None = None  # seconds from the start
         self.first_token: float | None = None
         self.total: float | None = None  # seconds, once the request has ended

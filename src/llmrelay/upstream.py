@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import aiohttp
 import orjson
@@ -18,30 +19,28 @@ from .errors import UpstreamMalformed, UpstreamTimeout, UpstreamUnreachable
 from .trace import current_trace
 
 
+class TimedConnector(aiohttp.TCPConnector):
+    """Times the opening of each new connection, for the request inspector. Requests on a
+    pooled connection pass it by, as aiohttp's trace hooks, run for every request, would not.
+    """
+
+    async def _create_connection(self, req: Any, traces: Any, timeout: Any) -> Any:  # noqa: ASYNC109 - aiohttp's signature
+        started = time.perf_counter()
+        try:
+            return await super()._create_connection(req, traces, timeout)
+        finally:
+            current_trace().connect += time.perf_counter() - started
+
+
 def create_session() -> aiohttp.ClientSession:
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
-    # Opening a connection is timed for the request inspector; reused ones cost nothing.
-    connecting = aiohttp.TraceConfig()
-    connecting.on_connection_create_start.append(_connecting)
-    connecting.on_connection_create_end.append(_connected)
+    connector = TimedConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=60)
     return aiohttp.ClientSession(
-        trace_configs=[connecting],
         connector=connector,
         json_serialize=lambda obj: orjson.dumps(obj).decode(),
         auto_decompress=True,
         # The gateway sets its own per-request timeouts.
         timeout=aiohttp.ClientTimeout(total=None),
     )
-
-
-async def _connecting(session: object, context: object, params: object) -> None:
-    current_trace().connect_started = time.perf_counter()
-
-
-async def _connected(session: object, context: object, params: object) -> None:
-    trace = current_trace()
-    if trace.connect_started is not None:
-        trace.connect += time.perf_counter() - trace.connect_started
 
 
 @contextmanager
