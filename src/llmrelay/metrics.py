@@ -10,6 +10,8 @@ never a key, and never content.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -28,6 +30,19 @@ from .trace import Trace
 disable_created_metrics()  # type: ignore[no-untyped-call]
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+@dataclass(frozen=True, slots=True)
+class _ModelSeries:
+    """One model's series."""
+
+    latency: Any
+    first_token: Any
+    prompt_tokens: Any
+    completion_tokens: Any
+    cost: Any
+    retries: Any
+    cache_hits: Any
 
 
 class Metrics:
@@ -70,24 +85,46 @@ class Metrics:
         self.jobs_waiting = Gauge(
             "llmrelay_jobs_queue_depth", "Jobs waiting for a worker.", registry=r
         )
+        self._of: dict[str, _ModelSeries] = {}
+        self._requests: dict[tuple[str, int, str | None], Any] = {}
 
     def observe(self, trace: Trace) -> None:
         """Count a request that reached a model, once it has ended."""
         model = trace.model or ""
-        self.requests.labels(model, str(trace.status), trace.error_type or "").inc()
-        self.latency.labels(model).observe(trace.total or 0.0)
+        of = self._of.get(model) or self._series_of(model)
+        outcome = (model, trace.status, trace.error_type)
+        counted = self._requests.get(outcome)
+        if counted is None:
+            counted = self._requests[outcome] = self.requests.labels(
+                model, str(trace.status), trace.error_type or ""
+            )
+        counted.inc()
+        of.latency.observe(trace.total or 0.0)
         if trace.first_token is not None:
-            self.first_token.labels(model).observe(trace.first_token)
+            of.first_token.observe(trace.first_token)
         usage = trace.usage
         if usage is not None:
-            self.tokens.labels(model, "prompt").inc(usage.prompt_tokens)
-            self.tokens.labels(model, "completion").inc(usage.completion_tokens)
+            of.prompt_tokens.inc(usage.prompt_tokens)
+            of.completion_tokens.inc(usage.completion_tokens)
         if trace.cost:
-            self.cost.labels(model).inc(trace.cost)
+            of.cost.inc(trace.cost)
         if trace.attempts > 1:
-            self.retries.labels(model).inc(trace.attempts - 1)
+            of.retries.inc(trace.attempts - 1)
         if trace.cache == "hit":
-            self.cache_hits.labels(model).inc()
+            of.cache_hits.inc()
+
+    def _series_of(self, model: str) -> _ModelSeries:
+        # A label lookup costs a lock and a tuple each time: each model's are looked up once.
+        series = self._of[model] = _ModelSeries(
+            latency=self.latency.labels(model),
+            first_token=self.first_token.labels(model),
+            prompt_tokens=self.tokens.labels(model, "prompt"),
+            completion_tokens=self.tokens.labels(model, "completion"),
+            cost=self.cost.labels(model),
+            retries=self.retries.labels(model),
+            cache_hits=self.cache_hits.labels(model),
+        )
+        return series
 
     async def render(self, jobs_waiting: Callable[[], Awaitable[int]] | None) -> bytes:
         if jobs_waiting is not None:

@@ -10,6 +10,7 @@ provider key wherever it appears. Bodies are cut at the trace's size limit.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -36,13 +37,12 @@ SELECT = f"SELECT {', '.join(COLUMNS)} FROM requests"
 
 
 def row(trace: Trace, method: str, path: str) -> tuple[Any, ...]:
-    """The values of INSERT for a request that ended."""
+    """A request's values, taken as it ends: plain values only, cheap to take and to keep
+    until ``written`` makes them INSERT's values, off the hot path."""
     usage = trace.usage
-    total = trace.total if trace.total is not None else trace.elapsed()
     return (
         trace.request_id,
         trace.created,
-        datetime.fromtimestamp(trace.created, UTC).strftime("%Y-%m-%d"),
         trace.key.id if trace.key is not None else None,
         trace.model,
         trace.deployment,
@@ -58,19 +58,36 @@ def row(trace: Trace, method: str, path: str) -> tuple[Any, ...]:
         trace.cost,
         trace.cache,
         trace.saved,
-        _ms(trace.queued),
-        _ms(trace.connect),
-        _ms(trace.first_byte),
-        _ms(trace.first_token),
-        _ms(trace.upstream_seconds),
-        _ms(total),
-        None,  # the content, which ``with_content`` builds off the hot path
+        trace.queued,
+        trace.connect,
+        trace.first_byte,
+        trace.first_token,
+        trace.upstream_seconds,
+        trace.total if trace.total is not None else trace.elapsed(),
     )
 
 
-def with_content(row: tuple[Any, ...], trace: Trace) -> tuple[Any, ...]:
-    """``row`` with the bodies of ``trace``, redacted."""
-    return (*row[:-1], orjson.dumps(_content(trace)))
+def written(values: tuple[Any, ...], trace: Trace | None) -> tuple[Any, ...]:
+    """INSERT's values for a ``row``, with the bodies of ``trace`` when they are kept."""
+    request_id, created, *middle, queued, connect, first_byte, first_token, upstream, total = values
+    return (
+        request_id,
+        created,
+        _day(created),
+        *middle,
+        *(_ms(s) for s in (queued, connect, first_byte, first_token, upstream, total)),
+        None if trace is None else orjson.dumps(_content(trace)),
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _day_starting(day: int) -> str:
+    return datetime.fromtimestamp(day * 86400, UTC).strftime("%Y-%m-%d")
+
+
+def _day(stamp: float) -> str:
+    """The UTC day of a Unix time, formatted once per day."""
+    return _day_starting(int(stamp // 86400))
 
 
 def detail(values: Any) -> dict[str, Any]:

@@ -118,9 +118,7 @@ class Ledger:
     def _write(
         self, db: Connection, *, batch: Sequence[tuple[tuple[Any, ...], Trace | None]]
     ) -> None:
-        rows = [
-            row if trace is None else inspection.with_content(row, trace) for row, trace in batch
-        ]
+        rows = [inspection.written(values, trace) for values, trace in batch]
         self.database.insert(db, inspection.INTO, rows, inspection.REPEATED)
 
     async def _write_loop(self) -> None:

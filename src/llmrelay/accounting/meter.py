@@ -144,13 +144,15 @@ class MeteredModel:
         extra = request.model_extra or {}
         if (key is None or key.system_prompt is None) and "cache" not in extra:
             return request
-        prepared = request.model_copy()
-        if prepared.model_extra is not None:
-            prepared.model_extra.pop("cache", None)
+        if "cache" in extra:  # the gateway's own field: the bytes the client sent are no use
+            request = request.model_copy()
+            assert request.model_extra is not None
+            del request.model_extra["cache"]
         if key is not None and key.system_prompt is not None:
-            prepared.messages, injected = _with_system_prompt(request.messages, key.system_prompt)
+            messages, injected = _with_system_prompt(request.messages, key.system_prompt)
+            request = request.with_fields(messages=messages)
             trace.injected.append(injected)
-        return prepared
+        return request
 
     def _cache_key(
         self, request: ChatCompletionRequest, opted_in: bool, trace: Trace
@@ -250,7 +252,7 @@ def _asking_usage(request: Any) -> Any:
     """The request with usage asked for, when it streams without asking."""
     if request.wants_usage_in_stream:
         return request
-    return request.model_copy(update={"stream_options": StreamOptions(include_usage=True)})
+    return request.with_fields(stream_options=StreamOptions(include_usage=True))
 
 
 def _without_usage(batch: list[JSONObject]) -> list[JSONObject]:

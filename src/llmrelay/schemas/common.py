@@ -36,9 +36,10 @@ class OpenRequest(OpenModel):
     """A whole request body, which can be forwarded as the bytes the client sent."""
 
     # The JSON body this was parsed from, when it came from a client as is: an upstream
-    # that speaks the same format can be sent those bytes rather than a re-encoding. A slot,
-    # not a pydantic private attribute, which would cost an initialiser call per model.
-    __slots__ = ("_source",)
+    # that speaks the same format can be sent those bytes rather than a re-encoding; and
+    # the fields the gateway changed since, as JSON values. Slots, not pydantic private
+    # attributes, which would cost an initialiser call per model.
+    __slots__ = ("_changes", "_source")
 
     def parsed_from(self, body: bytes) -> Self:
         """Remember the client's bytes this was validated from."""
@@ -46,18 +47,43 @@ class OpenRequest(OpenModel):
         object.__setattr__(self, "_source", body)
         return self
 
+    def with_fields(self, **fields: Any) -> Self:
+        """A copy with ``fields`` changed, which still goes upstream as the client's bytes
+        with those fields put in, rather than as a whole re-encoding."""
+        copy = self.model_copy(update=fields)
+        source: bytes | None = getattr(self, "_source", None)
+        if source is not None:
+            changes = {**getattr(self, "_changes", {}), **{k: _json(v) for k, v in fields.items()}}
+            object.__setattr__(copy, "_source", source)
+            object.__setattr__(copy, "_changes", changes)
+        return copy
+
     def wire_json(self, **overrides: Any) -> bytes:
         """This request as JSON, with ``overrides`` set: the client's own bytes when possible."""
         source: bytes | None = getattr(self, "_source", None)
-        if source is not None and all(getattr(self, k, None) == v for k, v in overrides.items()):
+        changes: dict[str, Any] | None = getattr(self, "_changes", None)
+        if (
+            source is not None
+            and not changes
+            and all(getattr(self, k, None) == v for k, v in overrides.items())
+        ):
             return source
-        payload = (
-            orjson.loads(source)
-            if source is not None
-            else self.model_dump(exclude_unset=True, by_alias=True)
-        )
+        if source is not None:
+            payload = orjson.loads(source)
+            payload.update(changes or {})
+        else:
+            payload = self.model_dump(exclude_unset=True, by_alias=True)
         payload.update(overrides)
         return orjson.dumps(payload)
+
+
+def _json(value: Any) -> Any:
+    """A field's value as its JSON value."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(exclude_unset=True, by_alias=True)
+    if isinstance(value, list):
+        return [_json(item) for item in value]
+    return value
 
 
 class StreamOptions(OpenModel):
