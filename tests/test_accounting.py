@@ -161,6 +161,21 @@ def _say(text: str) -> list[dict[str, Any]]:
     return [{"role": "user", "content": text}]
 
 
+def _whole_and_streamed(client: openai.OpenAI, whole: str, streamed: str) -> None:
+    """Ask once for a whole reply and once for a stream, with these request ids."""
+    client.chat.completions.create(
+        model="fake-model", messages=_say("Hi"), extra_headers={"x-request-id": whole}
+    )
+    list(
+        client.chat.completions.create(
+            model="fake-model",
+            messages=_say("Hi"),
+            stream=True,
+            extra_headers={"x-request-id": streamed},
+        )
+    )
+
+
 def _recorded(url: str, request_id: str, key: str | None = MASTER_KEY) -> dict[str, Any]:
     """A request's inspector record, once the gateway has recorded it (after its reply)."""
     deadline = time.monotonic() + 10
@@ -893,17 +908,7 @@ def test_access_log_lines_are_json_with_the_requests_facts(relay: Relay) -> None
     key_id, key = _new_key(relay, "logged")
     client = _client(relay.url, key)
     whole, streamed, health = _rid("log-whole"), _rid("log-stream"), _rid("log-health")
-    client.chat.completions.create(
-        model="fake-model", messages=_say("Hi"), extra_headers={"x-request-id": whole}
-    )
-    list(
-        client.chat.completions.create(
-            model="fake-model",
-            messages=_say("Hi"),
-            stream=True,
-            extra_headers={"x-request-id": streamed},
-        )
-    )
+    _whole_and_streamed(client, whole, streamed)
     httpx.get(relay.url + "/health", headers={"x-request-id": health})
 
     entries = [e for e in map(_json_or_none, _log_lines(relay.log, whole, streamed, health)) if e]
@@ -959,17 +964,7 @@ def test_records_reach_the_database_even_when_the_gateway_stops_at_once(
     whole, streamed = _rid("db-whole"), _rid("db-stream")
     with run_gateway(config, tmp_path) as gateway:
         client = _client(gateway.url, None)
-        client.chat.completions.create(
-            model="fake-model", messages=_say("Hi"), extra_headers={"x-request-id": whole}
-        )
-        list(
-            client.chat.completions.create(
-                model="fake-model",
-                messages=_say("Hi"),
-                stream=True,
-                extra_headers={"x-request-id": streamed},
-            )
-        )
+        _whole_and_streamed(client, whole, streamed)
         # Stopped at once, before a batch is due: the graceful shutdown writes the records.
     query = (
         "SELECT id, model, status, prompt_tokens, completion_tokens, counted_by, cost, day"

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..database import Connection, Database
+from ..database import Connection, Database, where
 from ..errors import NotFound
 from ..trace import Trace
 from . import inspection
@@ -158,18 +158,16 @@ class Ledger:
     async def usage(self, key_id: str | None, since: float, until: float) -> list[dict[str, Any]]:
         """Totals per key, model and day."""
         await self.flush()
-        where = "created_at >= ? AND created_at < ?"
-        args: list[Any] = [since, until]
-        if key_id is not None:
-            where += " AND key_id = ?"
-            args.append(key_id)
+        clause, args = where(
+            ("created_at >= ?", since), ("created_at < ?", until), ("key_id = ?", key_id)
+        )
         rows = await self.database.rows(
             "SELECT key_id, model, day, count(*), sum(prompt_tokens), sum(completion_tokens),"
             " sum(cached_tokens), sum(cost), sum(saved),"
             " sum(CASE WHEN cache = 'hit' THEN 1 ELSE 0 END),"
             " sum(CASE WHEN counted_by = 'estimate' THEN 1 ELSE 0 END),"
             " sum(CASE WHEN status >= 400 THEN 1 ELSE 0 END)"
-            f" FROM requests WHERE {where} GROUP BY key_id, model, day"
+            f" FROM requests{clause} GROUP BY key_id, model, day"
             " ORDER BY day, key_id, model",
             *args,
         )
@@ -183,15 +181,7 @@ class Ledger:
         self, key_id: str | None, limit: int, before: float | None
     ) -> list[dict[str, Any]]:
         await self.flush()
-        where: list[str] = []
-        args: list[Any] = []
-        if key_id is not None:
-            where.append("key_id = ?")
-            args.append(key_id)
-        if before is not None:
-            where.append("created_at < ?")
-            args.append(before)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        clause, args = where(("key_id = ?", key_id), ("created_at < ?", before))
         rows = await self.database.rows(
             f"SELECT {_SUMMARY} FROM requests{clause} ORDER BY created_at DESC LIMIT ?",
             *args,

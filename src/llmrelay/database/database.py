@@ -32,6 +32,15 @@ def is_postgres(url: str) -> bool:
     return url.startswith(POSTGRES_SCHEMES)
 
 
+def where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """A WHERE clause of the ``(condition, value)`` pairs whose value is not None, each
+    condition with one ``?``, and its arguments; "" when none is left."""
+    kept = [(condition, value) for condition, value in conditions if value is not None]
+    if not kept:
+        return "", []
+    return " WHERE " + " AND ".join(c for c, _ in kept), [value for _, value in kept]
+
+
 class Cursor(Protocol):
     @property
     def rowcount(self) -> int: ...

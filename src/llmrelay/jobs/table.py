@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from ..database import where
 from .job import TERMINAL, Job
 
 # How far the newest measure moves a model's average speed.
@@ -94,17 +95,11 @@ def recent(
 ) -> tuple[str, list[Any]]:
     """Jobs newest first, of ``status`` when given, older than the job ``after`` when given,
     of the key ``key_id`` when given."""
-    where, args = [], []
-    if key_id is not None:
-        where.append("key_id = ?")
-        args.append(key_id)
-    if status is not None:
-        where.append("status = ?")
-        args.append(status)
-    if after is not None:
-        where.append("created_at < (SELECT created_at FROM jobs WHERE id = ?)")
-        args.append(after)
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    clause, args = where(
+        ("key_id = ?", key_id),
+        ("status = ?", status),
+        ("created_at < (SELECT created_at FROM jobs WHERE id = ?)", after),
+    )
     return f"{SELECT}{clause} ORDER BY created_at DESC LIMIT ?", [*args, limit]
 
 
