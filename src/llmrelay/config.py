@@ -25,7 +25,7 @@ from pydantic import (
 
 from .accounting.pricing import PriceSpec
 from .cache import CacheSpec
-from .jobs.settings import WEBHOOK_SECRET_ENV, JobsSpec
+from .jobs.settings import WEBHOOK_SECRET_ENV, JobsSpec, RedisURL
 from .providers import PROVIDERS
 from .providers.base import ModelSpec
 from .providers.http import RemoteSpec
@@ -140,7 +140,7 @@ class Config(BaseModel):
         description=f"Manages virtual keys and sees all usage; or ${MASTER_KEY_ENV}. With it, "
         "every request needs a key.",
     )
-    redis: str | None = Field(
+    redis: RedisURL | None = Field(
         default=None,
         description="redis://...: shares rate limits, the cache and news of changed keys "
         "across gateway processes; jobs.redis defaults to it.",
@@ -188,13 +188,6 @@ class Config(BaseModel):
         if name is not None and models and name not in {m.name for m in models}:
             raise ValueError(f"'{name}' is not one of the configured models")
         return name
-
-    @field_validator("redis")
-    @classmethod
-    def _redis_url(cls, url: str | None) -> str | None:
-        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("redis must be a redis://, rediss:// or unix:// URL")
-        return url
 
     @model_validator(mode="after")
     def _settle(self) -> Config:

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from ..database import is_postgres
 
 WEBHOOK_SECRET_ENV = "LLMRELAY_WEBHOOK_SECRET"
+
+
+def _redis_url(url: str) -> str:
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError("must be a redis://, rediss:// or unix:// URL")
+    return url
+
+
+RedisURL = Annotated[str, AfterValidator(_redis_url)]
 
 
 class JobsSpec(BaseModel):
@@ -17,7 +28,7 @@ class JobsSpec(BaseModel):
         description="sqlite:///path/jobs.db or postgresql://...; when unset, jobs.db in the "
         "data directory.",
     )
-    redis: str | None = Field(
+    redis: RedisURL | None = Field(
         default=None,
         description="redis://...: wakes workers and pushes job updates across processes. "
         "Without it, a PostgreSQL store does this with LISTEN/NOTIFY.",
@@ -55,13 +66,6 @@ class JobsSpec(BaseModel):
     def _known_store(cls, url: str | None) -> str | None:
         if url is not None and not (url.startswith("sqlite:///") or is_postgres(url)):
             raise ValueError("the job store must be sqlite:///path/jobs.db or postgresql://...")
-        return url
-
-    @field_validator("redis")
-    @classmethod
-    def _redis_url(cls, url: str | None) -> str | None:
-        if url is not None and not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("jobs.redis must be a redis://, rediss:// or unix:// URL")
         return url
 
     def store_url(self, data_dir: str) -> str:
