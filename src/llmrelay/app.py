@@ -24,7 +24,7 @@ from .database import open_database
 from .errors import RelayError
 from .gateway import Gateway
 from .jobs.service import JobService
-from .keys.access import Access, presented_key
+from .keys.access import presented_key
 from .middleware import GatewayMiddleware
 from .trace import Trace, current_trace
 from .upstream import create_session
@@ -63,23 +63,22 @@ class App:
         self.router = Router([*ENDPOINTS, openapi_json, docs])
         self.sockets = [(compile_path(path)[0], handler) for path, handler in jobs.SOCKETS]
         self.gateway: Gateway | None = None
-        self.access: Access | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
-        if self.gateway is None or self.access is None:
+        if self.gateway is None:
             return
         if scope["type"] == "websocket":
-            await self._socket(scope, receive, send, self.gateway, self.access)
+            await self._socket(scope, receive, send, self.gateway)
             return
         if scope["type"] != "http":
             return
         endpoint, scope["path_params"] = self.router.match(scope["method"], scope["path"])
         if scope["method"] != "OPTIONS":
-            presented = presented_key(dict(scope["headers"]))
-            await self.access.check(endpoint.access, presented, current_trace())
+            presented = presented_key(scope["headers"])
+            await self.gateway.access.check(endpoint.access, presented, current_trace())
         in_flight = self.gateway.metrics.in_flight
         in_flight.inc()
         try:
@@ -95,18 +94,16 @@ class App:
         else:
             logs.access(trace, method, path)
 
-    async def _socket(
-        self, scope: Scope, receive: Receive, send: Send, gateway: Gateway, access: Access
-    ) -> None:
+    async def _socket(self, scope: Scope, receive: Receive, send: Send, gateway: Gateway) -> None:
         # A WebSocket presents its key as a header, or, since browsers cannot set headers on
         # one, as the ``api_key`` query parameter. Refused before the handshake completes,
         # the client sees a 403.
-        presented = presented_key(dict(scope["headers"]))
+        presented = presented_key(scope["headers"])
         if not presented:
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             presented = (query.get("api_key") or [""])[0].encode()
         try:
-            await access.check("client", presented, Trace())
+            await gateway.access.check("client", presented, Trace())
         except RelayError:
             await send({"type": "websocket.close", "code": 1008})
             return
@@ -121,13 +118,6 @@ class App:
     @asynccontextmanager
     async def _running(self) -> AsyncIterator[None]:
         async with running(self.config) as gateway:
-            self.access = Access(
-                self.config.master_key.get_secret_value() if self.config.master_key else None,
-                [key.get_secret_value() for key in self.config.api_keys],
-                gateway.keys,
-                gateway.limiter,
-                gateway.ledger,
-            )
             self.gateway = gateway
             try:
                 yield

@@ -131,8 +131,7 @@ def open_cache(spec: CacheSpec, database: Database, redis_url: str | None) -> Re
     if not spec.enabled:
         return None
     if spec.store == "redis":
-        if redis_url is None:
-            raise ValueError("cache.store is redis, but no top-level 'redis' URL is set")
+        assert redis_url is not None, "the config refuses a Redis cache without a Redis URL"
         return RedisCache(redis_url, spec.ttl_seconds)
     if spec.store == "database":
         return DatabaseCache(database, spec.ttl_seconds)

@@ -19,6 +19,7 @@ from .cache import open_cache
 from .config import Config, ServedSpec
 from .database import Database
 from .errors import ModelNotFound, PermissionDenied
+from .keys.access import Access
 from .keys.limits import open_limiter
 from .keys.ring import KeyRing
 from .metrics import Metrics
@@ -58,7 +59,13 @@ class Gateway:
             database,
             retention_hours=config.inspector.retention_hours,
             usage_days=config.inspector.usage_days,
-            log_content=config.log_content,
+        )
+        self.access = Access(
+            config.master_key.get_secret_value() if config.master_key else None,
+            [key.get_secret_value() for key in config.api_keys],
+            self.keys,
+            self.limiter,
+            self.ledger,
         )
         self.metrics = Metrics()
         self.telemetry = self._telemetry(config.otlp_endpoint)
@@ -137,8 +144,7 @@ class Gateway:
 
     def ended(self, trace: Trace, method: str, path: str) -> None:
         """Log, count and record a request that reached a model, once it has ended."""
-        if trace.total is None:
-            trace.total = trace.elapsed()
+        trace.finish()
         logs.access(trace, method, path)
         self.metrics.observe(trace)
         if self.telemetry is not None:

@@ -57,8 +57,7 @@ class SecondFormatter(logging.Formatter):
     def line(self, now: float, fields: dict[str, Any]) -> str:
         """An access line from its fields."""
         stamp = self.stamp(now)
-        rest = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
-        return f"{stamp} INFO [{request_id_var.get()}] {ACCESS_LOGGER}: {rest}"
+        return f"{stamp} INFO [{request_id_var.get()}] {ACCESS_LOGGER}: {_text(fields)}"
 
 
 class JSONFormatter(SecondFormatter):
@@ -118,7 +117,7 @@ def access(trace: Trace, method: str, path: str) -> None:
     fields = _fields(trace, method, path)
     handler = _fast
     if handler is None:
-        _access.info(" ".join(f"{k}={v}" for k, v in fields.items() if v is not None))
+        _access.info(_text(fields))
         return
     formatter = handler.formatter
     assert isinstance(formatter, SecondFormatter)
@@ -127,12 +126,16 @@ def access(trace: Trace, method: str, path: str) -> None:
         handler.stream.write(line + "\n")
 
 
+def _text(fields: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+
+
 def _fields(trace: Trace, method: str, path: str) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "method": method,
         "path": path,
         "status": trace.status,
-        "ms": round((trace.total or 0) * 1000, 2),
+        "ms": round(trace.duration * 1000, 2),
     }
     if trace.key is not None:
         fields["key_id"] = trace.key.id

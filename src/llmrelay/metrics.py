@@ -99,7 +99,7 @@ class Metrics:
                 model, str(trace.status), trace.error_type or ""
             )
         counted.inc()
-        of.latency.observe(trace.total or 0.0)
+        of.latency.observe(trace.duration)
         if trace.first_token is not None:
             of.first_token.observe(trace.first_token)
         usage = trace.usage

@@ -105,7 +105,7 @@ class GatewayMiddleware:
                 await _send_error(send_with_id, error, scope["path"])
         finally:
             trace.status = status
-            trace.total = trace.elapsed()
+            trace.finish()
             self.ended(trace, scope["method"], scope["path"])
             trace_var.reset(trace_token)
             request_id_var.reset(token)

@@ -51,7 +51,7 @@ class Telemetry:
     def export(self, trace: Trace, method: str, path: str) -> None:
         """The spans of a request that ended."""
         start = _ns(trace.created)
-        end = _ns(trace.created + (trace.total or trace.elapsed()))
+        end = _ns(trace.created + trace.duration)
         parent = self.propagator.extract({"traceparent": trace.parent}) if trace.parent else None
         inbound = self.tracer.start_span(
             f"{method} {path}", context=parent, kind=SpanKind.SERVER, start_time=start

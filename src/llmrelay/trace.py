@@ -87,7 +87,6 @@ class Trace:
         "injected",
         "keep_bytes",
         "key",
-        "master",
         "model",
         "parent",
         "queued",
@@ -110,7 +109,6 @@ class Trace:
         self.deployment: str | None = None
         self.asked_timeouts: dict[str, float] = {}
         self.key: VirtualKey | None = None
-        self.master = False  # the request came with the master key
         self.model: str | None = None
         self.status = 0
         self.error_type: str | None = None
@@ -161,6 +159,16 @@ class Trace:
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
 
+    def finish(self) -> None:
+        """Note the request's end, once."""
+        if self.total is None:
+            self.total = self.elapsed()
+
+    @property
+    def duration(self) -> float:
+        """Seconds from the request's start to its end, or to now while it runs."""
+        return self.total if self.total is not None else self.elapsed()
+
     def sent(
         self, url: str, headers: Mapping[str, str], body: bytes, secrets: list[str]
     ) -> UpstreamCall | None:
@@ -181,8 +189,7 @@ class Trace:
 
     def overhead_ms(self) -> float:
         """The time spent in the gateway, not waiting on an upstream: so far, or in all."""
-        spent = self.total if self.total is not None else self.elapsed()
-        return max(0.0, spent - self.upstream_seconds) * 1000
+        return max(0.0, self.duration - self.upstream_seconds) * 1000
 
     def response_headers(self) -> list[tuple[bytes, bytes]]:
         headers = [(b"x-llmrelay-overhead-ms", f"{self.overhead_ms():.2f}".encode())]

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from ..errors import redact
-from ..trace import Trace, UpstreamCall
+from ..trace import Trace, UpstreamCall, Usage
 
 # Headers that carry credentials, whatever the provider.
 SECRET_HEADERS = frozenset(
@@ -63,7 +63,7 @@ def row(trace: Trace, method: str, path: str) -> tuple[Any, ...]:
         trace.first_byte,
         trace.first_token,
         trace.upstream_seconds,
-        trace.total if trace.total is not None else trace.elapsed(),
+        trace.duration,
     )
 
 
@@ -97,7 +97,9 @@ def detail(values: Any) -> dict[str, Any]:
     if timings["total"] is not None:
         timings["overhead"] = round(max(0.0, timings["total"] - (timings["upstream"] or 0)), 3)
     counted_by = found["counted_by"]
-    prompt, completion = found["prompt_tokens"], found["completion_tokens"]
+    usage = Usage(
+        found["prompt_tokens"], found["completion_tokens"], found["cached_tokens"], counted_by
+    )
     record: dict[str, Any] = {
         "id": found["id"],
         "object": "request.detail",
@@ -107,12 +109,12 @@ def detail(values: Any) -> dict[str, Any]:
         "usage": None
         if counted_by is None
         else {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "cached_tokens": found["cached_tokens"],
-            "total_tokens": prompt + completion,
-            "counted_by": counted_by,
-            "estimated": counted_by != "reported",
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "cached_tokens": usage.cached_tokens,
+            "total_tokens": usage.total_tokens,
+            "counted_by": usage.counted_by,
+            "estimated": usage.estimated,
         },
         "cost_usd": found["cost"],
         "saved_usd": found["saved"],

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..database import Connection, Database, where
 from ..errors import NotFound
+from ..periodic import every
 from ..trace import Trace
 from . import inspection
 
@@ -56,12 +57,10 @@ class Ledger:
         *,
         retention_hours: float,
         usage_days: float,
-        log_content: bool,
     ) -> None:
         self.database = database
         self.retention_hours = retention_hours
         self.usage_days = usage_days
-        self.log_content = log_content
         self._pending: list[tuple[tuple[Any, ...], Trace | None]] = []
         self._wake = asyncio.Event()
         self._flushing = asyncio.Lock()  # one batch at a time, taken from the front
@@ -74,8 +73,8 @@ class Ledger:
         await self._read_spend()
         self._tasks = [
             asyncio.create_task(self._write_loop()),
-            asyncio.create_task(self._every(BUDGET_REFRESH, self._read_spend)),
-            asyncio.create_task(self._every(PURGE_EVERY, self._purge)),
+            asyncio.create_task(every(BUDGET_REFRESH, self._read_spend, "reading the spend")),
+            asyncio.create_task(every(PURGE_EVERY, self._purge, "removing old records")),
         ]
 
     async def close(self) -> None:
@@ -130,14 +129,6 @@ class Ledger:
                 await self.flush()
             except Exception:
                 log.exception("could not write the request records; trying again")
-
-    async def _every(self, seconds: float, work: Any) -> None:
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                await work()
-            except Exception:
-                log.exception("request records: %s failed; trying again", work.__name__)
 
     async def _read_spend(self) -> None:
         await self.flush()  # this process's records first, so that none is counted twice

@@ -48,5 +48,12 @@ def _invalid(exc: ValidationError) -> InvalidRequest:
     return InvalidRequest(message, param=param)
 
 
+def whole_number(text: str, name: str, low: int, high: int) -> int:
+    """A query parameter that must be a whole number from ``low`` to ``high``."""
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise InvalidRequest(f"'{name}' must be a whole number from {low} to {high}.", param=name)
+    return int(text)
+
+
 def json_response(body: JSONObject, status: int = 200) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")

@@ -18,7 +18,7 @@ from ..jobs.job import Status
 from ..jobs.service import JobNotFound, JobService
 from ..schemas import ChatCompletionRequest
 from ..streaming import ChunkStream, EventStreamResponse
-from .deps import json_response, parse_body
+from .deps import json_response, parse_body, whole_number
 from .routing import QueryParam, endpoint
 
 TAG = "Jobs"
@@ -89,7 +89,7 @@ async def list_jobs(request: Request, gateway: Gateway) -> Response:
         raise InvalidRequest(
             f"'status' must be one of {', '.join(sorted(STATUSES))}.", param="status"
         )
-    limit = _limit(request.query_params.get("limit", "20"))
+    limit = whole_number(request.query_params.get("limit", "20"), "limit", 1, MAX_LIMIT)
     jobs = await _jobs(gateway).recent(status, limit + 1, request.query_params.get("after"))
     page = [job.public() for job in jobs[:limit]]
     return json_response(
@@ -149,14 +149,6 @@ async def job_socket(websocket: WebSocket, gateway: Gateway) -> None:
         raise error
     else:
         await websocket.close()
-
-
-def _limit(value: str) -> int:
-    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
-        raise InvalidRequest(
-            f"'limit' must be a whole number from 1 to {MAX_LIMIT}.", param="limit"
-        )
-    return int(value)
 
 
 ENDPOINTS = [submit_job, list_jobs, get_job, cancel_job, job_events]

@@ -16,7 +16,7 @@ from ..errors import InvalidRequest
 from ..gateway import Gateway
 from ..metrics import CONTENT_TYPE
 from ..trace import current_trace
-from .deps import json_response
+from .deps import json_response, whole_number
 from .routing import QueryParam, endpoint
 
 TAG = "Usage"
@@ -71,7 +71,7 @@ async def usage(request: Request, gateway: Gateway) -> Response:
 async def list_requests(request: Request, gateway: Gateway) -> Response:
     """Recorded requests, newest first."""
     query = request.query_params
-    limit = _int(query.get("limit", "20"), "limit", 1, MAX_LIMIT)
+    limit = whole_number(query.get("limit", "20"), "limit", 1, MAX_LIMIT)
     before = _float(query["before"], "before") if "before" in query else None
     rows = await gateway.ledger.recent(_own_key(), limit, before)
     return json_response({"object": "list", "data": rows})
@@ -98,12 +98,6 @@ def _day(text: str, name: str) -> float:
         return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC).timestamp()
     except ValueError:
         raise InvalidRequest(f"'{name}' must be a day, YYYY-MM-DD.", param=name) from None
-
-
-def _int(text: str, name: str, low: int, high: int) -> int:
-    if not text.isdigit() or not low <= int(text) <= high:
-        raise InvalidRequest(f"'{name}' must be a whole number from {low} to {high}.", param=name)
-    return int(text)
 
 
 def _float(text: str, name: str) -> float:

@@ -53,8 +53,6 @@ class Cursor(Protocol):
 class Connection(Protocol):
     def execute(self, sql: str, params: Sequence[Any] = ..., /) -> Cursor: ...
 
-    def cursor(self) -> Any: ...
-
     def close(self) -> None: ...
 
 
@@ -143,13 +141,15 @@ class Database:
         saving: the driver lets go of the interpreter's lock for each statement it
         runs, and taking it back from a busy event loop costs that loop a switch
         every time."""
-        width = len(rows[0]) if rows else 0
+        row = "(" + ", ".join("?" * len(rows[0])) + ")" if rows else ""
         with self.dialect.transaction(db):
             for start in range(0, len(rows), ROWS_PER_INSERT):
                 chunk = rows[start : start + ROWS_PER_INSERT]
-                row = "(" + ", ".join("?" * width) + ")"
                 statement = f"INSERT INTO {into} VALUES {', '.join([row] * len(chunk))} {suffix}"
-                db.execute(self.sql(statement), [value for values in chunk for value in values])
+                # Past the cache of translated statements: a batch of each size would stay
+                # in it for good.
+                values = [value for values in chunk for value in values]
+                db.execute(self.dialect.sql(statement), values)
 
     async def rows(self, statement: str, *args: Any) -> list[Any]:
         return await self.run(lambda db: self.execute(db, statement, *args).fetchall())

@@ -24,6 +24,7 @@ from ..bus import Bus, Kind
 from ..database import Database
 from ..errors import InvalidRequest, NotFound
 from ..gateway import Gateway
+from ..periodic import every
 from ..schemas import ChatCompletionRequest, JSONObject
 from ..trace import current_trace
 from .job import Job, is_id, new_id
@@ -100,7 +101,8 @@ class JobService:
                     asyncio.create_task(self._loop(deliver, self._idle_senders))
                     for _ in range(SENDERS)
                 ]
-            self._tasks.append(asyncio.create_task(self._purge_loop()))
+            purging = every(PURGE_EVERY, self._purge, "removing old jobs", at_once=True)
+            self._tasks.append(asyncio.create_task(purging))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -245,17 +247,11 @@ class JobService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), self.bus.poll)
 
-    async def _purge_loop(self) -> None:
-        while True:
-            try:
-                removed = await self.store.purge(time.time() - self.spec.ttl_hours * 3600)
-            except Exception:
-                log.exception("could not remove old jobs; trying again later")
-            else:
-                if removed:
-                    hours = self.spec.ttl_hours
-                    log.info("removed %d jobs that ended over %g hours ago", removed, hours)
-            await asyncio.sleep(PURGE_EVERY)
+    async def _purge(self) -> None:
+        hours = self.spec.ttl_hours
+        removed = await self.store.purge(time.time() - hours * 3600)
+        if removed:
+            log.info("removed %d jobs that ended over %g hours ago", removed, hours)
 
 
 def _wake(events: Iterable[asyncio.Event]) -> None:

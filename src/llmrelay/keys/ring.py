@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 import secrets
 import time
@@ -22,6 +21,7 @@ import orjson
 from ..bus import Bus, Kind
 from ..database import Database
 from ..errors import NotFound
+from ..periodic import every
 from .key import PREFIX, KeyFields, KeyUpdate, VirtualKey, digest, hint, new_secret
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class KeyRing:
     def __init__(self, database: Database, bus: Bus) -> None:
         self.database = database
         self.bus = bus
-        self._by_hash: dict[str, tuple[str, VirtualKey]] = {}
+        self._by_hash: dict[str, VirtualKey] = {}
         self._newest: float | None = None
         self._task: asyncio.Task[None] | None = None
         # Counts the changes made to the ring, so that a full read overtaken by one is redone.
@@ -60,7 +60,7 @@ class KeyRing:
     async def start(self) -> None:
         self.bus.listen(self._heard)
         await self._reload()
-        self._task = asyncio.create_task(self._poll())
+        self._task = asyncio.create_task(every(POLL, self._look, "reading the keys"))
 
     async def close(self) -> None:
         if self._task is not None:
@@ -68,24 +68,16 @@ class KeyRing:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    @property
-    def empty(self) -> bool:
-        return not self._by_hash
-
     def find(self, presented: bytes) -> VirtualKey | None:
-        """The live key whose secret was presented, if there is one."""
+        """The live key whose secret was presented, if there is one. Only the secret's
+        hash is looked up, so the time a lookup takes tells nothing of the secrets held."""
         if not presented.startswith(_PREFIX):
             return None
-        hashed = digest(presented)
-        found = self._by_hash.get(hashed)
-        # The hash finds the entry; comparing in constant time settles it.
-        if found is None or not hmac.compare_digest(found[0], hashed):
-            return None
-        return found[1]
+        return self._by_hash.get(digest(presented))
 
     def live(self, key_id: str) -> VirtualKey | None:
         """The key with this id, unless it was revoked."""
-        return next((key for _, key in self._by_hash.values() if key.id == key_id), None)
+        return next((key for key in self._by_hash.values() if key.id == key_id), None)
 
     # -- what the admin API asks ---------------------------------------------------------------
 
@@ -97,7 +89,7 @@ class KeyRing:
         now = time.time()
         await self.database.changed(INSERT, key.id, hashed, key.created_at, now, _body(key))
         self._changes += 1
-        self._by_hash[hashed] = (hashed, key)
+        self._by_hash[hashed] = key
         self.bus.publish("key", f"changed {key.id}")
         return key, secret
 
@@ -145,7 +137,7 @@ class KeyRing:
 
     def _drop(self, key_id: str) -> None:
         self._changes += 1
-        for hashed, (_, key) in list(self._by_hash.items()):
+        for hashed, key in list(self._by_hash.items()):
             if key.id == key_id:
                 del self._by_hash[hashed]
 
@@ -156,7 +148,7 @@ class KeyRing:
         for values in rows:
             key = _key(values)
             if key.revoked_at is None:
-                self._by_hash[values[1]] = (values[1], key)
+                self._by_hash[values[1]] = key
 
     async def _reload(self) -> None:
         """Read every live key; a read that a change here overtook is read again, lest it
@@ -165,19 +157,15 @@ class KeyRing:
             changes = self._changes
             rows = await self.database.rows(LIVE)
             if changes == self._changes:
-                self._by_hash = {values[1]: (values[1], _key(values)) for values in rows}
+                self._by_hash = {values[1]: _key(values) for values in rows}
                 return
 
-    async def _poll(self) -> None:
-        while True:
-            try:
-                newest = (await self.database.rows(NEWEST))[0][0]
-                if newest != self._newest:
-                    self._newest = newest
-                    await self._reload()
-            except Exception:
-                log.exception("could not read the keys; trying again")
-            await asyncio.sleep(POLL)
+    async def _look(self) -> None:
+        """Read every key again when the table changed since the last look."""
+        newest = (await self.database.rows(NEWEST))[0][0]
+        if newest != self._newest:
+            self._newest = newest
+            await self._reload()
 
 
 _PREFIX = PREFIX.encode()
