@@ -6,8 +6,9 @@ BIN := $(VENV)/bin
 # virtual machines advertise but cannot run, and the model crashes on first use.
 export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
 
-# The tests start their own PostgreSQL and Redis servers, on loopback, from Debian's packages.
-SERVICES := postgresql redis-server
+# The tests start their own PostgreSQL and Redis servers, on loopback, from Debian's packages,
+# and drive the playground in Debian's headless Chromium (never a downloaded browser).
+SERVICES := postgresql redis-server chromium
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .PHONY: install run test lint services bench clean
@@ -33,7 +34,7 @@ lint: $(VENV)/.dev
 	$(BIN)/mypy src
 
 services:
-	@if ! command -v redis-server >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	@if ! command -v redis-server >/dev/null || ! command -v chromium >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(SERVICES); \
 	fi

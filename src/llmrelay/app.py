@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from . import __version__, logs
-from .api import admin, anthropic, health, jobs, openai, records, simple_chat, vllm
+from .api import admin, anthropic, health, jobs, openai, playground, records, simple_chat, vllm
 from .api.deps import json_response
 from .api.routing import Endpoint, Router, endpoint, openapi_document, swagger_page
 from .bus import open_bus
@@ -41,6 +41,7 @@ ENDPOINTS: list[Endpoint] = [
     *records.ENDPOINTS,
     *admin.ENDPOINTS,
     *health.ENDPOINTS,
+    *playground.ENDPOINTS,
 ]
 OPENAPI = openapi_document(ENDPOINTS, TITLE, __version__)
 

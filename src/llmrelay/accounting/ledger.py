@@ -23,7 +23,7 @@ from ..database import Connection, Database, where
 from ..errors import NotFound
 from ..periodic import every
 from ..trace import Trace
-from . import inspection
+from . import inspection, series
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,23 @@ class Ledger:
             "cached_tokens", "cost_usd", "saved_usd", "cache_hits", "estimated", "errors",
         )  # fmt: skip
         return [_totals(dict(zip(names, values, strict=True))) for values in rows]
+
+    async def series(
+        self, key_id: str | None, since: float, until: float, bucket: int, by: series.By
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Totals per time bucket and model or key, and whether the range held more rows
+        than were summed."""
+        await self.flush()
+        clause, args = where(
+            ("created_at >= ?", since), ("created_at < ?", until), ("key_id = ?", key_id)
+        )
+        statement = series.select(by, clause)
+
+        def summed(db: Connection) -> tuple[list[dict[str, Any]], bool]:
+            rows = self.database.execute(db, statement, *args, series.MAX_ROWS + 1).fetchall()
+            return series.series(rows[: series.MAX_ROWS], bucket), len(rows) > series.MAX_ROWS
+
+        return await self.database.run(summed)
 
     async def recent(
         self, key_id: str | None, limit: int, before: float | None

@@ -7,11 +7,13 @@ virtual key, only that key's requests.
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..accounting.series import By
 from ..errors import InvalidRequest
 from ..gateway import Gateway
 from ..metrics import CONTENT_TYPE
@@ -22,6 +24,8 @@ from .routing import QueryParam, endpoint
 TAG = "Usage"
 MAX_LIMIT = 200
 DAY = 86400
+MIN_BUCKET = 60
+MAX_POINTS = 2000
 
 
 def _own_key() -> str | None:
@@ -57,6 +61,39 @@ async def usage(request: Request, gateway: Gateway) -> Response:
     }
     pricing = {"as_of": gateway.pricing.as_of, "source": gateway.pricing.source}
     return json_response({"object": "usage", "data": rows, "totals": totals, "pricing": pricing})
+
+
+@endpoint(
+    "GET",
+    "/v1/usage/series",
+    TAG,
+    query=[
+        QueryParam("start", "The first moment, Unix seconds; 24 hours before 'end' by default."),
+        QueryParam("end", "The moment after the last, Unix seconds; now by default."),
+        QueryParam("bucket", f"Seconds per point, {MIN_BUCKET} to {DAY}; 3600 by default."),
+        QueryParam("by", "One series per 'model' (the default) or per 'key'."),
+    ],
+)
+async def usage_series(request: Request, gateway: Gateway) -> Response:
+    """Requests, errors, tokens, cost and latency percentiles over time, per model or key."""
+    query = request.query_params
+    end = _float(query["end"], "end") if "end" in query else time.time()
+    start = _float(query["start"], "start") if "start" in query else end - DAY
+    if start >= end:
+        raise InvalidRequest("'start' must be before 'end'.", param="start")
+    bucket = whole_number(query.get("bucket", "3600"), "bucket", MIN_BUCKET, DAY)
+    if query.get("by", "model") not in ("model", "key"):
+        raise InvalidRequest("'by' must be 'model' or 'key'.", param="by")
+    by: By = "key" if query.get("by") == "key" else "model"
+    if (end - start) / bucket > MAX_POINTS:
+        raise InvalidRequest(
+            f"The range holds more than {MAX_POINTS} buckets; use a larger 'bucket'.",
+            param="bucket",
+        )
+    rows, truncated = await gateway.ledger.series(_own_key(), start, end, bucket, by)
+    return json_response(
+        {"object": "usage.series", "bucket": bucket, "by": by, "truncated": truncated, "data": rows}
+    )
 
 
 @endpoint(
@@ -107,4 +144,4 @@ def _float(text: str, name: str) -> float:
         raise InvalidRequest(f"'{name}' must be a number.", param=name) from None
 
 
-ENDPOINTS = [usage, list_requests, get_request, metrics]
+ENDPOINTS = [usage, usage_series, list_requests, get_request, metrics]

@@ -113,6 +113,8 @@ class Job:
             "message": ENDINGS.get(self.status) or MESSAGES[self.stage],
             "poll_after_ms": self.poll_after_ms(now),
             "attempts": self.attempts,
+            # The record of the latest run, for GET /v1/requests/{id}.
+            "request_id": f"{self.id}-{self.runs}" if self.runs else None,
             "output": self.output,
             "result": self.result,
             "error": self.error,

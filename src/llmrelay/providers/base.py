@@ -61,6 +61,8 @@ class Provider(abc.ABC):
     owned_by: ClassVar[str]
     # Whether tokens cost money; a model run by the gateway or on one's own machine is free.
     billed: ClassVar[bool] = True
+    # What a request may hold, as the model list shows it (the playground offers images by it).
+    input_modalities: ClassVar[tuple[str, ...]] = ("text", "image")
 
     def __init__(self, spec: Any, http: aiohttp.ClientSession) -> None:
         self.spec = spec
@@ -81,7 +83,13 @@ class Provider(abc.ABC):
         return True
 
     def card(self) -> JSONObject:
-        return {"id": self.name, "object": "model", "created": 0, "owned_by": self.owned_by}
+        return {
+            "id": self.name,
+            "object": "model",
+            "created": 0,
+            "owned_by": self.owned_by,
+            "input_modalities": list(self.input_modalities),
+        }
 
     @abc.abstractmethod
     async def chat(self, request: ChatCompletionRequest) -> JSONObject: ...

@@ -76,6 +76,7 @@ class LocalProvider(Provider):
     spec_type = LocalSpec
     owned_by = "llmrelay"
     billed = False
+    input_modalities = ("text",)
     spec: LocalSpec
 
     def __init__(self, spec: LocalSpec, http: aiohttp.ClientSession) -> None:
