@@ -487,6 +487,50 @@ def test_the_master_key_sees_every_keys_usage_and_a_key_only_its_own(relay: Rela
         assert refused.status_code == 400, query
 
 
+def test_usage_over_time_sums_each_bucket_per_key_or_model_with_latency_percentiles(
+    relay: Relay,
+) -> None:
+    a_id, a_key = _new_key(relay, "series-a")
+    b_id, b_key = _new_key(relay, "series-b")
+    for _ in range(3):
+        _client(relay.url, a_key).chat.completions.create(model="fake-model", messages=_say("Hi"))
+    _client(relay.url, b_key).chat.completions.create(model="by-name", messages=_say("Hi"))
+    window = {"start": str(time.time() - 600), "end": str(time.time() + 60), "bucket": "60"}
+
+    def series(key: str, **query: str) -> dict[str, Any]:
+        found = httpx.get(relay.url + "/v1/usage/series", params=query, headers=_auth(key))
+        assert found.status_code == 200, found.text
+        body: dict[str, Any] = found.json()
+        assert body["object"] == "usage.series" and body["truncated"] is False
+        return body
+
+    by_key = series(MASTER_KEY, **window, by="key")
+    assert by_key["by"] == "key" and by_key["bucket"] == 60
+    mine = [row for row in by_key["data"] if row["group"] == a_id]
+    assert sum(row["requests"] for row in mine) == 3  # in one bucket or, at a minute's turn, two
+    assert sum(row["total_tokens"] for row in mine) == 3 * (PROMPT + COMPLETION)
+    assert sum(row["cost_usd"] for row in mine) == pytest.approx(3 * FAKE_COST)
+    for row in mine:
+        assert row["start"] % 60 == 0 and row["errors"] == 0
+        latency = row["latency_ms"]
+        assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"]
+    assert [row["group"] for row in series(b_key, **window, by="key")["data"]] == [b_id]
+    own = series(b_key, **window)
+    assert own["by"] == "model" and {row["group"] for row in own["data"]} == {"by-name"}
+    assert sum(row["cost_usd"] for row in own["data"]) == pytest.approx(cost("by-name"))
+
+    for query in (
+        {"by": "day"},
+        {"bucket": "59"},
+        {"start": "soon"},
+        {"start": "100", "end": "50"},
+        {"start": "0", "bucket": "60"},  # too many buckets to draw
+    ):
+        refused = httpx.get(relay.url + "/v1/usage/series", params=query, headers=_auth(a_key))
+        assert refused.status_code == 400, query
+        assert refused.json()["error"]["type"] == "invalid_request_error"
+
+
 def test_the_usage_and_inspect_commands_print_the_report(relay: Relay) -> None:
     key_id, key = _new_key(relay, "cli")
     rid = _rid("cli")

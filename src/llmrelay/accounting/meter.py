@@ -266,11 +266,23 @@ def _asking_usage(request: Any) -> Any:
 
 def _without_usage(batch: list[JSONObject]) -> list[JSONObject]:
     """A batch as a client that did not ask for usage gets it."""
-    if not any(chunk.get("usage") for chunk in batch):
-        if isinstance(batch, Relayed) and _NULL_USAGE in batch.wire:
-            # Only the nulls OpenAI adds to every chunk once usage is asked for: cut from
-            # the bytes as they are; the chunks themselves are left, as a null is no usage.
-            return Relayed(batch, batch.wire.replace(_NULL_USAGE, b""))
+    counts = [bool(chunk.get("usage")) for chunk in batch]
+    if isinstance(batch, Relayed) and not any(
+        counted and chunk.get("choices") for counted, chunk in zip(counts, batch, strict=True)
+    ):
+        # Cut from the bytes as they are: the events that only carry usage, and the nulls
+        # OpenAI adds to every other chunk once usage is asked for. The chunks themselves
+        # keep their nulls, as a null is no usage. Relayed bytes hold one event per chunk.
+        wire = batch.wire
+        if any(counts):
+            events = wire.split(b"\n\n")
+            kept = [i for i, counted in enumerate(counts) if not counted]
+            batch = Relayed([batch[i] for i in kept], b"".join(events[i] + b"\n\n" for i in kept))
+            wire = batch.wire
+        if _NULL_USAGE in wire:
+            return Relayed(batch, wire.replace(_NULL_USAGE, b""))
+        return batch
+    if not any(counts):
         return batch
     return [
         {k: v for k, v in chunk.items() if k != "usage"}
