@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -529,6 +530,33 @@ def test_usage_over_time_sums_each_bucket_per_key_or_model_with_latency_percenti
         refused = httpx.get(relay.url + "/v1/usage/series", params=query, headers=_auth(a_key))
         assert refused.status_code == 400, query
         assert refused.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_a_reader_may_wait_for_the_record_of_a_request_still_being_served(relay: Relay) -> None:
+    rid = _rid("awaited")
+    url = f"{relay.url}/v1/requests/{rid}"
+    client = _client(relay.url, MASTER_KEY)
+    with ThreadPoolExecutor(1) as pool:
+        served = pool.submit(
+            client.chat.completions.create,
+            model="slow",
+            messages=_say("Hi"),
+            extra_headers={"x-request-id": rid},
+        )
+        time.sleep(0.5)  # the request is with the upstream, which answers after 3 s
+        assert httpx.get(url, headers=_auth(MASTER_KEY)).status_code == 404
+        started = time.monotonic()
+        awaited = httpx.get(url + "?wait_ms=8000", headers=_auth(MASTER_KEY), timeout=20)
+        waited = time.monotonic() - started
+        assert served.result().choices[0].message.content == ANSWER
+    assert awaited.status_code == 200, awaited.text
+    assert awaited.json()["id"] == rid and awaited.json()["status"] == 200
+    assert 1.0 < waited < 8.0  # it came when the request ended, not at the deadline
+    started = time.monotonic()
+    unknown = httpx.get(url + "-never?wait_ms=300", headers=_auth(MASTER_KEY))
+    assert unknown.status_code == 404 and time.monotonic() - started >= 0.3
+    too_long = httpx.get(url + "?wait_ms=10001", headers=_auth(MASTER_KEY))
+    assert too_long.status_code == 400 and too_long.json()["error"]["param"] == "wait_ms"
 
 
 def test_the_usage_and_inspect_commands_print_the_report(relay: Relay) -> None:

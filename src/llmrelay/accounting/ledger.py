@@ -68,6 +68,8 @@ class Ledger:
         # Spend per key in the current day and month: every process's, as last read, plus
         # this process's since.
         self._spent: dict[str, dict[str, float]] = {"day": {}, "month": {}}
+        # Readers waiting for the record of a request still being served, by request id.
+        self._awaited: dict[str, asyncio.Future[None]] = {}
 
     async def start(self) -> None:
         await self._read_spend()
@@ -95,6 +97,10 @@ class Ledger:
         thread."""
         row = inspection.row(trace, method, path)
         self._pending.append((row, trace if trace.keep_bytes else None))
+        if self._awaited:
+            arrived = self._awaited.pop(trace.request_id, None)
+            if arrived is not None and not arrived.done():
+                arrived.set_result(None)
         if trace.key is not None and trace.cost:
             for spent in self._spent.values():
                 spent[trace.key.id] = spent.get(trace.key.id, 0.0) + trace.cost
@@ -198,10 +204,25 @@ class Ledger:
         names = _SUMMARY.split(", ")
         return [{"object": "request", **dict(zip(names, values, strict=True))} for values in rows]
 
-    async def detail(self, request_id: str, key_id: str | None) -> dict[str, Any]:
-        """A request's inspector record; one of another key's requests is not found."""
+    async def detail(
+        self, request_id: str, key_id: str | None, wait: float = 0.0
+    ) -> dict[str, Any]:
+        """A request's inspector record; one of another key's requests is not found.
+
+        A request is recorded as its reply ends, a moment after its client has read the
+        reply: with ``wait`` seconds, a record not yet there is waited for that long."""
         await self.flush()
         rows = await self.database.rows(DETAIL, request_id)
+        if not rows and wait > 0:
+            arrived = self._awaited.setdefault(
+                request_id, asyncio.get_running_loop().create_future()
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(arrived), wait)
+            if self._awaited.get(request_id) is arrived:
+                del self._awaited[request_id]
+            await self.flush()
+            rows = await self.database.rows(DETAIL, request_id)
         if not rows:
             raise RequestNotFound(request_id)
         found = inspection.detail(rows[0])

@@ -26,6 +26,7 @@ MAX_LIMIT = 200
 DAY = 86400
 MIN_BUCKET = 60
 MAX_POINTS = 2000
+MAX_WAIT_MS = 10_000
 
 
 def _own_key() -> str | None:
@@ -114,11 +115,23 @@ async def list_requests(request: Request, gateway: Gateway) -> Response:
     return json_response({"object": "list", "data": rows})
 
 
-@endpoint("GET", "/v1/requests/{request_id}", TAG)
+@endpoint(
+    "GET",
+    "/v1/requests/{request_id}",
+    TAG,
+    query=[
+        QueryParam(
+            "wait_ms",
+            f"Up to {MAX_WAIT_MS} ms to wait for the record of a request still being served"
+            " (a request is recorded just after its reply ends); 0 by default.",
+        )
+    ],
+)
 async def get_request(request: Request, gateway: Gateway) -> Response:
     """What one request took, as the inspector shows it: what the client sent, what the
     gateway added, what went upstream and came back, tokens, cost and timings."""
-    found = await gateway.ledger.detail(request.path_params["request_id"], _own_key())
+    wait = whole_number(request.query_params.get("wait_ms", "0"), "wait_ms", 0, MAX_WAIT_MS)
+    found = await gateway.ledger.detail(request.path_params["request_id"], _own_key(), wait / 1000)
     return json_response(found)
 
 
