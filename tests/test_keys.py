@@ -452,6 +452,13 @@ def test_a_key_may_use_only_its_models(
     # An unknown model is not found, whatever the key allows.
     with pytest.raises(openai.NotFoundError):
         _ask(client, "Hi", model="no-such-model")
+    # The model list shows the key its own models only; the master key sees them all.
+    assert [m.id for m in client.models.list()] == ["fake-model"]
+    assert client.models.retrieve("fake-model").id == "fake-model"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("aliased")
+    everyone = [m.id for m in _openai(relay.url, MASTER).models.list()]
+    assert "aliased" in everyone and "fake-model" in everyone
 
     refused_chat = http.post(
         "/chat", json={"question": marker, "model": "aliased"}, headers=_auth(key)

@@ -12,6 +12,7 @@ from ..errors import ModelNotFound
 from ..gateway import Gateway
 from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, JSONObject
 from ..streaming import EventStreamResponse, run_until_disconnect
+from ..trace import current_trace
 from .deps import json_response, parse_body
 from .routing import endpoint
 
@@ -67,19 +68,23 @@ async def embeddings(request: Request, gateway: Gateway) -> Response:
 
 @endpoint("GET", "/v1/models", TAG)
 async def list_models(request: Request, gateway: Gateway) -> Response:
-    """List the configured models."""
-    cards = [provider.card() for provider in gateway.models.values()]
+    """List the configured models: those the calling key may use."""
+    key = current_trace().key
+    cards = [
+        served.card() for name, served in gateway.models.items() if key is None or key.allows(name)
+    ]
     return json_response({"object": "list", "data": cards})
 
 
 @endpoint("GET", "/v1/models/{model:path}", TAG)
 async def get_model(request: Request, gateway: Gateway) -> Response:
     """Describe one configured model."""
+    key = current_trace().key
     model = request.path_params["model"]
-    provider = gateway.models.get(model)
-    if provider is None:
+    served = gateway.models.get(model)
+    if served is None or (key is not None and not key.allows(model)):
         raise ModelNotFound(model)
-    return json_response(provider.card())
+    return json_response(served.card())
 
 
 ENDPOINTS = [chat_completions, completions, embeddings, list_models, get_model]
