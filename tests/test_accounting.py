@@ -860,6 +860,18 @@ def test_the_overhead_leaves_out_the_time_spent_waiting_on_the_upstream(relay: R
     assert timings["upstream"] >= 2900 and timings["total"] >= timings["upstream"]
     assert timings["overhead"] < 500
 
+    # A stream's pauses between chunks are the upstream's time too.
+    rid = _rid("slow-stream")
+    pieces = _client(relay.url, MASTER_KEY).chat.completions.create(
+        model="slow-stream", messages=_say("Hi"), stream=True, extra_headers={"x-request-id": rid}
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in pieces if c.choices) == "".join(
+        STREAM_PIECES
+    )
+    timings = _recorded(relay.url, rid)["timings_ms"]
+    assert timings["total"] >= 0.5 * (len(STREAM_PIECES) - 1) * 1000
+    assert timings["upstream"] >= timings["total"] - 300 and timings["overhead"] < 300
+
 
 # -- the request inspector -----------------------------------------------------------------------
 

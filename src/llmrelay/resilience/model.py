@@ -181,6 +181,7 @@ class ServedModel:
                 # From here on nothing is retried: the client has the start of this answer.
                 while True:
                     serving.arm(serving.timeouts.idle)
+                    waiting = time.monotonic()
                     try:
                         batch = await anext(source, None)
                     except asyncio.CancelledError:
@@ -188,6 +189,8 @@ class ServedModel:
                             raise
                         raise self._timed_out("stream stalled") from None
                     serving.watchdog.disarm()
+                    # The rest of the stream is the model's time too, not the gateway's.
+                    serving.trace.waited(time.monotonic() - waiting)
                     if batch is None:
                         break
                     yield batch
