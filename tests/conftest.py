@@ -41,6 +41,7 @@ UPSTREAM_MODELS = [
     "leaky-key",
     "crlf",
     "bad-chunk",
+    "compact-stream",
 ]
 
 

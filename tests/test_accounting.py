@@ -305,6 +305,32 @@ def test_a_stream_whose_client_did_not_ask_for_usage_gets_none_yet_is_counted(
     assert detail["timings_ms"]["first_token"] is not None
 
 
+@pytest.mark.parametrize("asked", [False, True])
+def test_a_stream_framed_as_openai_frames_it_loses_only_the_usage_it_did_not_ask_for(
+    relay: Relay, asked: bool
+) -> None:
+    rid = _rid("compact")
+    options = {"stream_options": {"include_usage": True}} if asked else {}
+    with httpx.stream(
+        "POST",
+        relay.v1 + "/chat/completions",
+        json={"model": "compact-stream", "messages": _say("Hi"), "stream": True, **options},
+        headers={**_auth(MASTER_KEY), "x-request-id": rid},
+    ) as response:
+        lines = [line for line in response.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    chunks = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+    texts = [c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]]
+    assert "".join(texts) == "".join(STREAM_PIECES)
+    if asked:  # as the upstream sent it
+        assert all("usage" in c for c in chunks)
+        assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["prompt_tokens"] == PROMPT
+    else:
+        assert all(c["choices"] for c in chunks)
+        assert not any("usage" in line for line in lines)
+    _assert_reported(_recorded(relay.url, rid), completion=COMPLETION)
+
+
 def test_a_stream_that_asked_for_usage_gets_the_upstreams_counts(relay: Relay) -> None:
     rid = _rid("stream-usage")
     stream = _client(relay.url, MASTER_KEY).chat.completions.create(

@@ -12,6 +12,8 @@ The requested ``model`` picks the behaviour, so one server covers every scenario
 - ``leaky-key``: an error whose message echoes the upstream key
 - ``crlf``: a stream framed with CRLF line ends, a comment and event names
 - ``bad-chunk``: a stream whose second event is not JSON
+- ``compact-stream``: a stream as OpenAI frames it, in one write: compact JSON and, when
+  usage is asked for, ``"usage":null`` on every chunk before the usage chunk
 
 Every request is recorded, so tests can check exactly what the gateway sent.
 """
@@ -116,6 +118,9 @@ class FakeUpstream(FakeServer):
             await asyncio.sleep(0.05)  # so that the gateway has started its stream
             await response.write(b"data: {not json\n\n")
             return response
+        if model == "compact-stream":
+            await response.write(_compact_stream(model, body))
+            return response
         if model == "tools-model":
             await _stream_tool_calls(response, model)
         else:
@@ -145,6 +150,17 @@ class FakeUpstream(FakeServer):
             await sse(response, {**_chunk(model, {}, None), "choices": [], "usage": _usage()})
         await response.write(b"data: [DONE]\n\n")
         return response
+
+
+def _compact_stream(model: str, body: dict[str, Any]) -> bytes:
+    asked = bool((body.get("stream_options") or {}).get("include_usage"))
+    chunks = [_chunk(model, {"content": piece}, None) for piece in STREAM_PIECES]
+    chunks.append(_chunk(model, {}, "stop"))
+    if asked:
+        chunks = [{**chunk, "usage": None} for chunk in chunks]
+        chunks.append({**_chunk(model, {}, None), "choices": [], "usage": _usage()})
+    events = [b"data: " + json.dumps(c, separators=(",", ":")).encode() for c in chunks]
+    return b"\n\n".join([*events, b"data: [DONE]"]) + b"\n\n"
 
 
 async def _wait_unless_closed(request: web.Request, seconds: float) -> bool:

@@ -36,8 +36,9 @@ from ..trace import Trace, Usage, current_trace
 from .pricing import Price
 
 CHARS_PER_TOKEN = 4  # a rough rule for English text, for counts no backend reported
-_NULL_USAGE = b',"usage":null'
 _USAGE = b'"usage"'
+_NULL_USAGE = b'"usage":null'
+_REPORT = b'"usage":{'
 # What an OpenAI chunk's bytes hold besides its text: the SSE framing, id, model, and so on.
 _FRAME = 160
 SYSTEM_SLOT = "{system}"
@@ -266,29 +267,36 @@ def _asking_usage(request: Any) -> Any:
 
 def _without_usage(batch: list[JSONObject]) -> list[JSONObject]:
     """A batch as a client that did not ask for usage gets it."""
-    counts = [bool(chunk.get("usage")) for chunk in batch]
-    if isinstance(batch, Relayed) and not any(
-        counted and chunk.get("choices") for counted, chunk in zip(counts, batch, strict=True)
-    ):
-        # Cut from the bytes as they are: the events that only carry usage, and the nulls
-        # OpenAI adds to every other chunk once usage is asked for. The chunks themselves
-        # keep their nulls, as a null is no usage. Relayed bytes hold one event per chunk.
-        wire = batch.wire
-        if any(counts):
-            events = wire.split(b"\n\n")
-            kept = [i for i, counted in enumerate(counts) if not counted]
-            batch = Relayed([batch[i] for i in kept], b"".join(events[i] + b"\n\n" for i in kept))
-            wire = batch.wire
-        if _NULL_USAGE in wire:
-            return Relayed(batch, wire.replace(_NULL_USAGE, b""))
-        return batch
-    if not any(counts):
+    if isinstance(batch, Relayed):
+        cut = _cut_usage(batch)
+        if cut is not None:
+            return cut
+    if not any(chunk.get("usage") for chunk in batch):
         return batch
     return [
         {k: v for k, v in chunk.items() if k != "usage"}
         for chunk in batch
         if chunk.get("choices") or not chunk.get("usage")
     ]
+
+
+def _cut_usage(batch: Relayed) -> Relayed | None:
+    """A relayed batch without its usage, cut from its bytes as they are, or None when its
+    usage is not in the shape OpenAI sends: compact, as nulls on every chunk once usage is
+    asked for, and as one last event with no choices. The chunks keep their nulls, as a
+    null is no usage; the bytes hold one event per chunk, with no blank line inside one."""
+    wire = batch.wire
+    reports = wire.count(_REPORT)
+    if wire.count(_USAGE) != reports + wire.count(_NULL_USAGE):
+        return None
+    if reports:
+        start = wire.rfind(b"\n\n", 0, len(wire) - 2) + 2  # of the last event; 1 if only one
+        if reports > 1 or wire.find(_REPORT) < start or batch[-1].get("choices"):
+            return None
+        batch = Relayed(batch[:-1], wire[:start] if start > 1 else b"")
+    if _NULL_USAGE in batch.wire:
+        return Relayed(batch, batch.wire.replace(b"," + _NULL_USAGE, b""))
+    return batch
 
 
 def _usage(reported: JSONObject | None) -> Usage | None:
