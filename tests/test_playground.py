@@ -33,6 +33,7 @@ from playwright.sync_api import (
     Page,
     Playwright,
     Request,
+    Route,
     ViewportSize,
     WebSocket,
     WebSocketRoute,
@@ -255,6 +256,8 @@ def shoot(page: Page, name: str) -> None:
     page.set_viewport_size(MOBILE)
     page.wait_for_timeout(150)  # a layout pass and any chart resize
     no_sideways_scroll(page)
+    # From the top: scrolled, the sticky header would show partway down the whole page.
+    page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=SHOTS / f"{name}-mobile.png", full_page=True)
     page.set_viewport_size(DESKTOP)
 
@@ -486,6 +489,15 @@ def test_chat_sends_the_system_prompt_and_parameters(
     expect(answer).to_have_attribute("data-streaming", "false")
     expect(answer.get_by_test_id("message-content")).to_have_text(ANSWERS["alpha"])
 
+    # The message names the model that answered, and its cost once the gateway recorded it.
+    expect(answer.get_by_test_id("message-model")).to_have_text("alpha")
+    cost = answer.get_by_test_id("message-cost")
+    expect(cost).to_contain_text("$")
+    price = PRICES["alpha"]
+    words = len(ANSWERS["alpha"].split())
+    expected = (SCRIPTED_PROMPT_TOKENS * price["input"] + words * price["output"]) / 1e6
+    assert shows_amount(cost.inner_text(), expected), (cost.inner_text(), expected)
+
     sent = scripted.asked("alpha")[-1]
     assert sent["messages"][0] == {"role": "system", "content": "You answer in one sentence."}
     assert sent["messages"][-1]["content"] == "What colour is the sky?"
@@ -546,6 +558,21 @@ def test_an_attached_image_reaches_the_upstream(
     url = parts[1]["image_url"]["url"]
     assert url == "data:image/png;base64," + base64.b64encode(picture).decode()
 
+    # An image dropped on the composer, or pasted into it, is attached too.
+    attached = page.locator("#chat-attachments img")
+    page.evaluate(DROP_IMAGE, {"event": "drop", "png": list(picture)})
+    expect(attached).to_have_count(1)
+    page.evaluate(DROP_IMAGE, {"event": "paste", "png": list(picture)})
+    expect(attached).to_have_count(2)
+    # A text-only model: the images are removed, and the page says so.
+    pick_model(page.get_by_test_id("model-select"), "local")
+    expect(attached).to_have_count(0)
+    reason = page.locator("#attach-reason")
+    expect(reason).to_contain_text("removed the 2 attached images")
+    page.evaluate(DROP_IMAGE, {"event": "drop", "png": list(picture)})
+    expect(reason).to_contain_text("not attached")
+    expect(attached).to_have_count(0)
+
 
 def test_export_holds_the_conversation_and_clear_empties_it(
     watched: Watched, scripted: ScriptedUpstream
@@ -568,6 +595,106 @@ def test_export_holds_the_conversation_and_clear_empties_it(
     scripted.script("alpha", [ANSWERS["alpha"]])
     expect(ask(page, "alpha", "Again.")).to_have_attribute("data-streaming", "false")
     assert scripted.asked("alpha")[-1]["messages"] == [{"role": "user", "content": "Again."}]
+
+
+# Drops a PNG on the chat composer, or pastes it there, as the browser would.
+DROP_IMAGE = """({event, png}) => {
+  const data = new DataTransfer();
+  data.items.add(new File([new Uint8Array(png)], 'pixel.png', {type: 'image/png'}));
+  const form = document.getElementById('chat-form');
+  const init = {bubbles: true, cancelable: true};
+  form.dispatchEvent(event === 'paste'
+    ? new ClipboardEvent('paste', {...init, clipboardData: data})
+    : new DragEvent('drop', {...init, dataTransfer: data}));
+}"""
+
+
+def test_a_turn_refused_before_streaming_is_taken_back(
+    browser: Browser, relay: Running, scripted: ScriptedUpstream
+) -> None:
+    """A request refused before any answer: the message leaves the conversation and goes
+    back into the input; sending again sends it once."""
+    refused = re.compile(r"status of 429")
+    with watched_page(browser, relay.url, tolerate=(refused,)) as seen:
+        page = seen.page
+        page.goto(relay.url + "/")
+        busy = {"error": {"message": "Too many requests, try later.", "type": "rate_limit"}}
+        page.route("**/v1/chat/completions", lambda route: route.fulfill(status=429, json=busy))
+        pick_model(page.get_by_test_id("model-select"), "alpha")
+        page.get_by_test_id("chat-input").fill("Are you there?")
+        page.get_by_test_id("send").click()
+        expect(page.get_by_test_id("chat-error")).to_contain_text("Too many requests")
+        expect(page.get_by_test_id("chat-message")).to_have_count(0)
+        expect(page.get_by_test_id("chat-input")).to_have_value("Are you there?")
+
+        page.unroute("**/v1/chat/completions")
+        scripted.script("alpha", [ANSWERS["alpha"]])
+        page.get_by_test_id("send").click()
+        expect(last_answer(page)).to_have_attribute("data-streaming", "false")
+        assert scripted.asked("alpha")[-1]["messages"] == [
+            {"role": "user", "content": "Are you there?"}
+        ]
+
+
+def test_a_stopped_answer_keeps_only_its_text(watched: Watched) -> None:
+    """Tool calls of an answer cut short get no results, so the history keeps its text only."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{"}}
+    kept = watched.page.evaluate(
+        """async (call) => {
+          const { assistantMessage } = await import('/ui/js/stream.js');
+          const reply = (more) => ({ content: 'Let me look', toolCalls: [call], stopped: false,
+                                     error: null, ...more });
+          return [
+            assistantMessage(reply({ stopped: true })),
+            assistantMessage(reply({ error: { message: 'broke' } })),
+            assistantMessage(reply({ stopped: true, content: '' })),
+            assistantMessage(reply({})),
+          ];
+        }""",
+        call,
+    )
+    text_only = {"role": "assistant", "content": "Let me look"}
+    assert kept == [
+        text_only,
+        text_only,
+        None,
+        {**text_only, "tool_calls": [call]},
+    ]
+
+
+MARKDOWN_CASES = {
+    "[`x`](https://a.b)": '<p><a href="https://a.b" target="_blank" rel="noopener noreferrer">'
+    "<code>x</code></a></p>",
+    r"\*not emphasis\*": "<p>*not emphasis*</p>",
+    "see <https://a.b/c?d=1>": '<p>see <a href="https://a.b/c?d=1" target="_blank" '
+    'rel="noopener noreferrer">https://a.b/c?d=1</a></p>',
+    "Totals:\n| a | b |\n|---|---|\n| `x|y` | 2 |": "<p>Totals:</p><table><thead><tr><th>a</th>"
+    "<th>b</th></tr></thead><tbody><tr><td><code>x|y</code></td><td>2</td></tr></tbody></table>",
+    "<img src=x onerror=alert(1)>": "<p>&lt;img src=x onerror=alert(1)&gt;</p>",
+}
+
+
+def test_markdown_edge_cases_render_safely(watched: Watched) -> None:
+    rendered = watched.page.evaluate(
+        """async (sources) => {
+          const { patchMarkdown } = await import('/ui/js/markdown.js');
+          const render = (source) => {
+            const box = document.createElement('div');
+            patchMarkdown(box, source);
+            return box;
+          };
+          const deep = render('>'.repeat(20000));
+          return {
+            html: sources.map((source) => render(source).innerHTML),
+            deep: [deep.querySelectorAll('blockquote').length, deep.textContent.length],
+          };
+        }""",
+        list(MARKDOWN_CASES),
+    )
+    assert rendered["html"] == list(MARKDOWN_CASES.values())
+    # Nesting is capped, and the rest shows as text.
+    quotes, length = rendered["deep"]
+    assert 1 <= quotes <= 20 and length > 19_000, rendered["deep"]
 
 
 def png_pixel() -> bytes:
@@ -631,14 +758,39 @@ def test_compare_fills_two_columns_with_stats(watched: Watched, scripted: Script
     expect(third.get_by_test_id("column-output")).to_contain_text("get_time")
 
 
+def test_compare_locks_its_pickers_while_running(watched: Watched) -> None:
+    page = watched.page
+    show(page, "compare")
+    selects = page.get_by_test_id("compare-model")
+    pick_model(selects.nth(0), "drip")
+    pick_model(selects.nth(1), "drip")
+    page.get_by_test_id("compare-input").fill("Talk for a while.")
+    page.get_by_test_id("compare-run").click()
+    expect(page.get_by_test_id("column-output").first).to_contain_text("drop1")
+    for index in range(2):
+        expect(selects.nth(index)).to_be_disabled()
+    expect(page.get_by_test_id("compare-run")).to_be_disabled()
+    page.locator("#compare-stop").click()
+    # Run is back as soon as the streams end, whatever the cost look-ups.
+    expect(page.get_by_test_id("compare-run")).to_be_enabled()
+    for index in range(2):
+        expect(selects.nth(index)).to_be_enabled()
+        expect(page.get_by_test_id("compare-column").nth(index)).to_have_attribute(
+            "data-done", "true"
+        )
+
+
 # --- 4. jobs ------------------------------------------------------------------------------
 
 
-def submit_recipe_job(page: Page) -> str:
-    """Submit the recipe preset on the local model from the jobs view; the job's id."""
+def submit_recipe_job(page: Page, params: dict[str, str] | None = None) -> str:
+    """Submit the recipe preset on the local model from the jobs view, with ``params`` in
+    its parameter fields; the job's id."""
     show(page, "jobs")
     pick_model(page.get_by_test_id("job-model"), "local")
     page.get_by_test_id("job-preset").select_option("recipe")
+    for name, value in (params or {}).items():
+        page.get_by_test_id(f"job-param-{name}").fill(value)
     expect(page.get_by_test_id("job-schema")).not_to_have_value("")
     expect(page.get_by_test_id("job-prompt")).not_to_have_value("")  # the preset's own
     page.evaluate(SAMPLE_PROGRESS)
@@ -646,6 +798,9 @@ def submit_recipe_job(page: Page) -> str:
         lambda r: r.request.method == "POST" and urlsplit(r.url).path == "/v1/jobs"
     ) as submitted:
         page.get_by_test_id("job-submit").click()
+    sent: dict[str, Any] = submitted.value.request.post_data_json or {}
+    for name, value in (params or {}).items():
+        assert sent[name] == float(value), (name, sent)
     job_id: str = submitted.value.json()["id"]
     return job_id
 
@@ -667,6 +822,12 @@ def check_finished_job(page: Page, relay: Running, job_id: str) -> tuple[dict[st
     values = [int(float(v)) for v in page.evaluate("window.__progress")]
     assert values[-1] == 100
     assert values == sorted(values), f"the progress fell: {values}"
+    # Under the output: the tokens used, and what became of each attempt.
+    usage = page.get_by_test_id("job-usage")
+    expect(usage).to_contain_text(f"Completion tokens{job['usage']['completion_tokens']:,}")
+    expect(page.get_by_test_id("job-history").locator(":scope > li")).to_have_count(
+        len(job["history"])
+    )
     return job, values
 
 
@@ -701,16 +862,28 @@ def test_job_falls_back_to_polling_without_push(browser: Browser, relay: Running
             refused.append(socket.url)
             socket.close(code=1008, reason="refused by the test")
 
+        glitches: list[str] = []
+
+        def glitch_once(route: Route) -> None:
+            """The first poll fails as a dropped connection would; the others go through."""
+            if glitches:
+                route.continue_()
+            else:
+                glitches.append(route.request.url)
+                route.abort()
+
         page.route_web_socket(re.compile(r"/v1/jobs/[^/]+/ws"), refuse_socket)
         page.route(re.compile(r"/v1/jobs/[^/]+/events"), lambda route: route.abort())
+        page.route(re.compile(r"/v1/jobs/job_[0-9a-f]+$"), glitch_once)
         page.goto(relay.url + "/")
-        job_id = submit_recipe_job(page)
+        job_id = submit_recipe_job(page, {"max_tokens": str(LOCAL_MAX_TOKENS), "temperature": "0"})
         expect(page.get_by_test_id("job-channel")).to_have_text("polling", timeout=10_000)
         check_finished_job(page, relay, job_id)
         expect(page.get_by_test_id("job-channel")).to_have_text("polling")
         # Push was tried first: the socket, then the event stream, both cut here.
         assert refused == [f"{relay.url.replace('http', 'ws')}/v1/jobs/{job_id}/ws"], refused
         assert f"{relay.v1}/jobs/{job_id}/events" in seen.urls
+        assert glitches == [f"{relay.v1}/jobs/{job_id}"], glitches
 
 
 # --- 5. inspector ---------------------------------------------------------------------------
@@ -783,6 +956,11 @@ def test_usage_charts_render(watched: Watched, relay: Running, scripted: Scripte
     legend = view.get_by_test_id("usage-chart-requests").locator(".u-legend .u-series .u-label")
     expect(legend).to_have_count(len(models) + 1)  # and the time
     assert set(legend.all_inner_texts()[1:]) == models
+    # Each chart is an image named by its lines' totals.
+    for model in ("alpha", "beta"):
+        expect(view.get_by_test_id("usage-chart-requests")).to_have_attribute(
+            "aria-label", re.compile(rf"\b{model} [\d,]+ in all")
+        )
     shoot(page, "usage")
 
     # The last hour holds the same models.
@@ -840,6 +1018,13 @@ def test_every_view_stays_on_the_gateways_origin(watched: Watched, relay: Runnin
     assert any(urlsplit(url).path.startswith("/ui/") for url in watched.urls), watched.urls
     assert any(urlsplit(url).path == "/v1/models" for url in watched.urls), watched.urls
     assert watched.foreign() == []
+    # The skip link and any other in-page link keep the tab; the skip link focuses the content.
+    page.locator(".skip-link").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#main")).to_be_focused()
+    page.evaluate("window.location.hash = '#nowhere'")
+    page.wait_for_timeout(100)
+    expect(page.get_by_test_id(f"view-{VIEWS[-1]}")).to_be_visible()
     # The app is also at /ui/, under the same strict policy.
     response = page.goto(relay.url + "/ui/")
     assert response is not None and response.ok

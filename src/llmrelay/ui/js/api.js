@@ -8,9 +8,6 @@ export class ApiError extends Error {
     super(error.message || (status ? `The gateway answered ${status}.` : 'Could not reach the gateway.'));
     this.name = 'ApiError';
     this.status = status; // 0 when the gateway could not be reached
-    this.type = error.type ?? null;
-    this.code = error.code ?? null;
-    this.param = error.param ?? null;
   }
 }
 
@@ -125,8 +122,8 @@ export async function* readEvents(response) {
  * gateway is asked to wait a little for a record that is not there yet, rather than
  * answering 404 to a request that has only just finished.
  */
-export async function requestRecord(id, { waitMs = 5000 } = {}) {
-  return getJSON(`/v1/requests/${encodeURIComponent(id)}?wait_ms=${waitMs}`);
+export async function requestRecord(id, { waitMs = 5000, signal } = {}) {
+  return getJSON(`/v1/requests/${encodeURIComponent(id)}?wait_ms=${waitMs}`, { signal });
 }
 
 export function sleep(ms) {

@@ -1,18 +1,20 @@
 // The Chat tab: a multi-turn conversation that streams in, with a system prompt, sampling
-// parameters, images, tools (calls shown as cards, their results typed back), Stop, Clear
-// and Export.
+// parameters, images (attachments.js), tools (calls shown as cards, their results typed
+// back), Stop, Clear and Export.
 
-import { byTestId, download, h, nearPageBottom, showError } from './dom.js';
-import { duration, tokens } from './format.js';
+import { requestRecord } from './api.js';
+import { hasAttachments, initAttachments, putBackAttachments, takeAttachments, updateAttach } from './attachments.js';
+import { byTestId, download, h, markField, nearPageBottom, sendOnEnter, showError } from './dom.js';
+import { duration, tokens, usd } from './format.js';
 import { openInspector } from './inspector.js';
-import { enableCodeCopy, renderMarkdown } from './markdown.js';
-import { acceptsImages, fillModelSelect } from './models.js';
+import { enableCodeCopy, patchMarkdown } from './markdown.js';
+import { fillModelSelect } from './models.js';
+import { readParams, readTools } from './params.js';
 import { assistantMessage, streamChat } from './stream.js';
 import { toolCard } from './toolcall.js';
+import { typewriter } from './typing.js';
 
 const PARAMS = ['temperature', 'top_p', 'max_tokens', 'presence_penalty', 'frequency_penalty', 'seed', 'stop'];
-const WHOLE = new Set(['max_tokens', 'seed']);
-const MAX_IMAGE_BYTES = 10 * 1024 * 1024;
 
 const log = document.getElementById('chat-log');
 const empty = document.getElementById('chat-empty');
@@ -25,12 +27,8 @@ const toolsError = document.getElementById('tools-error');
 const errorBox = byTestId('chat-error');
 const sendButton = byTestId('send');
 const stopButton = byTestId('stop');
-const attachInput = byTestId('attach-image');
-const attachReason = document.getElementById('attach-reason');
-const attachmentList = document.getElementById('chat-attachments');
 
 let history = []; // the conversation as the API takes it, without the system prompt
-let attachments = []; // data: URLs of the images for the next message
 let pendingCalls = []; // the last answer's tool calls, each {id, result: <textarea>}
 let controller = null; // the AbortController of the answer streaming in, if any
 let conversation = 0; // counts Clears, so that an answer stopped by one is not kept
@@ -41,27 +39,20 @@ export function initChat() {
     event.preventDefault();
     send();
   });
-  input.addEventListener('keydown', (event) => {
-    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
-      event.preventDefault();
-      send();
-    }
-  });
+  sendOnEnter(input, send);
   stopButton.addEventListener('click', () => controller?.abort());
   byTestId('clear').addEventListener('click', clear);
   byTestId('export').addEventListener('click', exportChat);
-  select.addEventListener('change', updateAttach);
-  attachInput.addEventListener('change', attach);
   toolsInput.addEventListener('input', () => {
     try {
-      readTools();
-      markTools('');
+      readTools(toolsInput.value);
+      markField(toolsInput, toolsError, '');
     } catch (error) {
-      markTools(error.message);
+      markField(toolsInput, toolsError, error.message);
     }
   });
   enableCodeCopy(log);
-  updateAttach();
+  initAttachments();
 }
 
 /** Called when the model list is (re)loaded. */
@@ -75,7 +66,7 @@ export function setChatModels() {
 async function send() {
   if (controller) return;
   const text = input.value.trim();
-  if (!text && !attachments.length && !pendingCalls.length) return;
+  if (!text && !hasAttachments() && !pendingCalls.length) return;
   let options;
   try {
     options = requestOptions();
@@ -89,55 +80,66 @@ async function send() {
   }
   showError(errorBox, '');
 
+  // What this turn adds: taken back if it fails before any answer, for the user to retry.
+  const before = history.length;
+  const calls = pendingCalls;
+  const images = takeAttachments();
+  let userElement = null;
   // Results typed into the last answer's tool-call cards go first, then the new message.
-  for (const call of pendingCalls) {
+  for (const call of calls) {
     history.push({ role: 'tool', tool_call_id: call.id, content: call.result.value || 'No result.' });
     call.result.readOnly = true;
   }
   pendingCalls = [];
-  if (text || attachments.length) {
-    const message = userMessage(text, attachments);
+  if (text || images.length) {
+    const message = userMessage(text, images);
     history.push(message);
-    log.append(userView(message));
+    userElement = userView(message);
+    log.append(userElement);
     input.value = '';
-    attachments = [];
-    showAttachments();
   }
 
+  const model = select.value;
   const messages = withSystemPrompt(history);
-  const view = assistantView();
+  const view = assistantView(model);
   log.append(view.element);
   empty.hidden = true;
   window.scrollTo(0, document.body.scrollHeight);
   setStreaming(true);
   controller = new AbortController();
   const current = conversation;
-
-  // Chunks arrive faster than the screen refreshes: render the text once per frame.
-  let frame = 0;
-  const paint = (reply) => {
-    frame ||= requestAnimationFrame(() => {
-      frame = 0;
-      const follow = nearPageBottom();
-      view.render(reply);
-      if (follow) window.scrollTo(0, document.body.scrollHeight);
-    });
-  };
+  const writer = typewriter((reply, shown) => {
+    const follow = nearPageBottom();
+    view.render(reply, shown);
+    if (follow) window.scrollTo(0, document.body.scrollHeight);
+  });
   try {
     const reply = await streamChat(
-      { model: select.value, messages, ...options },
-      { signal: controller.signal, onUpdate: paint },
+      { model, messages, ...options },
+      { signal: controller.signal, onUpdate: writer.update },
     );
-    cancelAnimationFrame(frame);
-    view.render(reply);
+    writer.finish(reply); // on Stop too: all that came shows at once
     view.finish(reply);
-    if (current === conversation && (reply.content || reply.toolCalls.length)) history.push(assistantMessage(reply));
+    const message = current === conversation ? assistantMessage(reply) : null;
+    if (message) history.push(message);
+    if (message?.tool_calls) pendingCalls = view.askResults();
     if (reply.error) showError(errorBox, reply.error.message);
   } catch (error) {
     if (error.name === 'AbortError') {
       view.finish(null);
     } else {
+      // Refused, or the gateway could not be reached: nothing was answered, so the turn
+      // is taken back, its text and images put back in the composer.
       view.element.remove();
+      userElement?.remove();
+      if (current === conversation) {
+        history.length = before;
+        for (const call of calls) call.result.readOnly = false;
+        pendingCalls = calls;
+        if (text) input.value = input.value ? `${text}\n${input.value}` : text;
+        putBackAttachments(images);
+      }
+      if (!log.querySelector('.message')) empty.hidden = false;
       showError(errorBox, error.message);
     }
   } finally {
@@ -164,72 +166,10 @@ function userMessage(text, images) {
 
 /** The request's fields beyond model and messages: the parameters set, and the tools. */
 function requestOptions() {
-  const options = {};
-  for (const name of PARAMS) {
-    const field = byTestId(`param-${name}`);
-    const value = field.value;
-    if (value === '') continue;
-    if (!field.checkValidity()) throw new Error(`${name}: ${field.validationMessage}`);
-    if (name === 'stop') options.stop = readStop(value);
-    else options[name] = WHOLE.has(name) ? parseInt(value, 10) : Number(value);
-  }
-  const tools = readTools();
+  const options = readParams(PARAMS, (name) => byTestId(`param-${name}`));
+  const tools = readTools(toolsInput.value);
   if (tools) options.tools = tools;
   return options;
-}
-
-function readStop(value) {
-  if (!value.trimStart().startsWith('[')) return value;
-  let stop;
-  try {
-    stop = JSON.parse(value);
-  } catch {
-    throw new Error('stop: a list must be a JSON array of strings, such as ["END", "\\n\\n"].');
-  }
-  if (!Array.isArray(stop) || !stop.every((item) => typeof item === 'string') || stop.length > 4) {
-    throw new Error('stop: a list must be a JSON array of up to 4 strings.');
-  }
-  return stop;
-}
-
-/**
- * The tool definitions, or null when the field is empty. Takes OpenAI's tools array; a
- * single tool, or bare functions ({name, parameters}), are accepted and wrapped.
- * Throws an Error that says what is wrong.
- */
-function readTools() {
-  const text = toolsInput.value.trim();
-  if (!text) return null;
-  let tools;
-  try {
-    tools = JSON.parse(text);
-  } catch (error) {
-    throw new Error(`Tools: not valid JSON (${error.message}).`);
-  }
-  if (!Array.isArray(tools)) tools = [tools];
-  return tools.map((tool, index) => {
-    if (!tool || typeof tool !== 'object') throw new Error(`Tools: item ${index} is not an object.`);
-    const fn = tool.function ?? tool;
-    if (tool.type !== undefined && tool.type !== 'function') {
-      throw new Error(`Tools: item ${index} has type "${tool.type}"; only "function" tools exist.`);
-    }
-    if (typeof fn.name !== 'string' || !/^[\w-]{1,64}$/.test(fn.name)) {
-      throw new Error(`Tools: item ${index} needs a function name of letters, digits, _ or - (at most 64).`);
-    }
-    if (
-      fn.parameters !== undefined &&
-      (typeof fn.parameters !== 'object' || fn.parameters === null || Array.isArray(fn.parameters))
-    ) {
-      throw new Error(`Tools: the parameters of "${fn.name}" must be a JSON schema object.`);
-    }
-    return { type: 'function', function: fn };
-  });
-}
-
-function markTools(message) {
-  toolsError.textContent = message;
-  toolsError.hidden = !message;
-  toolsInput.setAttribute('aria-invalid', String(Boolean(message)));
 }
 
 // -- messages --------------------------------------------------------------------------------
@@ -255,9 +195,12 @@ function userView(message) {
   );
 }
 
-/** An assistant message as it streams in: `render(reply)` as chunks arrive, `finish(reply)`
- * once it has ended. */
-function assistantView() {
+/**
+ * The answer of `model` as it streams in: `render(reply, text)` each frame, with the text
+ * revealed so far; `finish(reply)` once it has ended (`reply` is null when Stop came before
+ * the answer started); then `askResults()` adds result fields to its tool-call cards.
+ */
+function assistantView(model) {
   const content = h('div', { class: 'message-content markdown', 'data-testid': 'message-content' });
   const calls = h('div', { class: 'tool-calls' });
   const stats = h('span', {
@@ -267,6 +210,7 @@ function assistantView() {
       "TTFT: time to the first token; total: time to the end; tokens: prompt → completion; overhead: the gateway's own time",
     text: 'Waiting for the first token…',
   });
+  const cost = h('span', { class: 'message-stats', 'data-testid': 'message-cost', hidden: true });
   const inspect = h('button', {
     type: 'button',
     class: 'button ghost small',
@@ -281,32 +225,38 @@ function assistantView() {
       'data-testid': 'chat-message',
       'data-role': 'assistant',
       'data-streaming': 'true',
+      // Screen readers wait for the whole answer, rather than reading each frame's rewrite.
       'aria-busy': 'true',
-      'aria-label': 'Assistant',
+      'aria-label': `Answer of ${model}`,
     },
+    h('span', { class: 'message-model', 'data-testid': 'message-model', text: model }),
     content,
     calls,
-    h('div', { class: 'message-foot' }, stats, inspect),
+    h('div', { class: 'message-foot' }, stats, cost, inspect),
   );
   let requestId = null;
+  let drawnCalls = '';
   inspect.addEventListener('click', () => requestId && openInspector(requestId));
 
   return {
     element,
-    render(reply) {
-      content.innerHTML = renderMarkdown(reply.content); // escaped by the renderer
+    render(reply, text) {
+      patchMarkdown(content, text);
       if (reply.ttftMs !== null) stats.textContent = `TTFT ${duration(reply.ttftMs)} · writing…`;
-      if (reply.toolCalls.length) calls.replaceChildren(...reply.toolCalls.filter(Boolean).map(chatToolCard));
+      // The cards are redrawn only when a call changed.
+      const latest = JSON.stringify(reply.toolCalls);
+      if (latest !== drawnCalls) calls.replaceChildren(...reply.toolCalls.filter(Boolean).map(toolCard));
+      drawnCalls = latest;
     },
-    /** `reply` is null when Stop came before the answer started. */
     finish(reply) {
       element.dataset.streaming = 'false';
-      element.removeAttribute('aria-busy');
+      element.setAttribute('aria-busy', 'false');
       stats.textContent = reply ? statsLine(reply) : 'Stopped before the answer started.';
       requestId = reply && reply.requestId;
       inspect.disabled = !requestId;
-      if (reply && !reply.stopped) pendingCalls = [...calls.children].map(askResult);
+      if (requestId) showCost(cost, requestId); // not awaited: the next message can go
     },
+    askResults: () => [...calls.children].map(askResult),
   };
 }
 
@@ -323,10 +273,17 @@ function statsLine(reply) {
   return parts.filter(Boolean).join(' · ');
 }
 
-function chatToolCard(call) {
-  const card = toolCard(call);
-  card.dataset.testid = 'tool-call-card';
-  return card;
+/** Shows the recorded cost of the request in `cell`, once the gateway has written it. */
+async function showCost(cell, requestId) {
+  cell.hidden = false;
+  cell.textContent = 'cost …';
+  let value = null;
+  try {
+    value = (await requestRecord(requestId)).cost_usd;
+  } catch {
+    // No record, or no price for this model: the cost is unknown.
+  }
+  cell.textContent = `cost ${usd(value)}`;
 }
 
 /** Adds a result field to a finished tool-call card; its value goes back with the next Send. */
@@ -335,66 +292,6 @@ function askResult(card) {
   const result = h('textarea', { id, rows: 2, class: 'mono', placeholder: 'The result, sent back with the next Send' });
   card.append(h('label', { for: id, text: `Result of ${card.dataset.name}` }), result);
   return { id: card.dataset.callId, result };
-}
-
-// -- images ----------------------------------------------------------------------------------
-
-function updateAttach() {
-  const model = select.value;
-  const ok = Boolean(model) && acceptsImages(model);
-  attachInput.disabled = !ok;
-  attachReason.textContent = ok ? '' : model ? `${model} takes text only.` : 'No model selected.';
-  if (!ok && attachments.length) {
-    attachments = [];
-    showAttachments();
-  }
-}
-
-async function attach() {
-  const files = [...attachInput.files];
-  attachInput.value = '';
-  for (const file of files) {
-    if (file.size > MAX_IMAGE_BYTES) {
-      showError(errorBox, `${file.name} is larger than 10 MB.`);
-      continue;
-    }
-    try {
-      attachments.push(await dataURL(file));
-    } catch (error) {
-      showError(errorBox, `Could not read ${file.name}: ${error.message}`);
-    }
-  }
-  showAttachments();
-}
-
-function dataURL(file) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(reader.result);
-    reader.onerror = () => reject(reader.error);
-    reader.readAsDataURL(file);
-  });
-}
-
-function showAttachments() {
-  attachmentList.replaceChildren(
-    ...attachments.map((url, index) =>
-      h(
-        'li',
-        {},
-        h('img', { src: url, alt: `Image ${index + 1}` }),
-        h('button', {
-          type: 'button',
-          'aria-label': `Remove image ${index + 1}`,
-          text: '×',
-          onclick: () => {
-            attachments.splice(index, 1);
-            showAttachments();
-          },
-        }),
-      ),
-    ),
-  );
 }
 
 // -- clear and export ------------------------------------------------------------------------
@@ -410,7 +307,11 @@ function clear() {
   input.focus();
 }
 
-/** Downloads the conversation as the chat request that would continue it. */
+/**
+ * Downloads the conversation as the chat request that would continue it (model, messages,
+ * the parameters and tools set), with `exported_at`, when it was exported, added: drop that
+ * field to send the file as it is.
+ */
 function exportChat() {
   let options = {};
   try {

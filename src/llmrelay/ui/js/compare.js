@@ -2,12 +2,13 @@
 // with its time to first token, total time, tokens and cost.
 
 import { requestRecord } from './api.js';
-import { byTestId, h, showError } from './dom.js';
-import { count, duration, usd } from './format.js';
-import { enableCodeCopy, renderMarkdown } from './markdown.js';
+import { byTestId, h, sendOnEnter, showError } from './dom.js';
+import { duration, tokenCounts, usd } from './format.js';
+import { enableCodeCopy, patchMarkdown } from './markdown.js';
 import { fillModelSelect, modelIds } from './models.js';
 import { streamChat } from './stream.js';
 import { toolCard } from './toolcall.js';
+import { typewriter } from './typing.js';
 
 const MIN_COLUMNS = 2;
 const MAX_COLUMNS = 4;
@@ -20,7 +21,8 @@ const stopButton = document.getElementById('compare-stop');
 const errorBox = document.getElementById('compare-error');
 
 const columns = [];
-let controller = null;
+let controller = null; // the run streaming in, if any
+let lookups = null; // the last run's cost look-ups, aborted when the next run starts
 let made = 0; // columns made so far, for unique ids
 
 export function initCompare() {
@@ -28,12 +30,7 @@ export function initCompare() {
     event.preventDefault();
     run();
   });
-  input.addEventListener('keydown', (event) => {
-    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
-      event.preventDefault();
-      run();
-    }
-  });
+  sendOnEnter(input, run);
   addButton.addEventListener('click', () => addColumn());
   stopButton.addEventListener('click', () => controller?.abort());
   enableCodeCopy(grid);
@@ -98,15 +95,20 @@ function showModel(column) {
   column.model.textContent = column.select.value || 'No model';
 }
 
-/** Labels the columns by position, and allows adding and removing within 2 to 4. */
+/** Labels the columns by position, and allows adding and removing within 2 to 4, and
+ * changing them, while no run streams. */
 function renumber() {
+  const running = Boolean(controller);
   columns.forEach((column, n) => {
     column.element.querySelector('label').textContent = `Model ${n + 1}`;
     column.remove.setAttribute('aria-label', `Remove model ${n + 1}`);
     column.remove.hidden = columns.length <= MIN_COLUMNS;
-    column.remove.disabled = Boolean(controller);
+    column.remove.disabled = running;
+    column.select.disabled = running;
   });
-  addButton.disabled = columns.length >= MAX_COLUMNS || Boolean(controller);
+  addButton.disabled = columns.length >= MAX_COLUMNS || running;
+  runButton.disabled = running;
+  stopButton.disabled = !running;
 }
 
 async function run() {
@@ -118,38 +120,37 @@ async function run() {
     return;
   }
   showError(errorBox, '');
+  lookups?.abort(); // a late cost of the last run would land in this run's columns
   controller = new AbortController();
-  runButton.disabled = true;
-  stopButton.disabled = false;
+  lookups = new AbortController();
+  const costs = lookups.signal;
+  const running = [...columns];
   renumber();
-  await Promise.all(columns.map((column) => runColumn(column, prompt, controller.signal)));
+  const replies = await Promise.all(running.map((column) => streamColumn(column, prompt, controller.signal)));
+  // Run is usable again as soon as the answers are in; the costs follow.
   controller = null;
-  runButton.disabled = false;
-  stopButton.disabled = true;
   renumber();
+  running.forEach((column, n) => showCost(column, replies[n], costs));
 }
 
-async function runColumn(column, prompt, signal) {
+/** Streams the prompt's answer into `column`; resolves to the reply (null when there was
+ * none). */
+async function streamColumn(column, prompt, signal) {
   const model = column.select.value;
   const { element, output } = column;
   element.dataset.done = 'false';
   output.dataset.streaming = 'true';
+  output.setAttribute('aria-busy', 'true');
   output.replaceChildren();
   column.model.textContent = model;
   for (const cell of [column.ttft, column.total, column.tokens, column.cost]) cell.textContent = '…';
 
-  let frame = 0;
-  const paint = (reply) => {
-    frame ||= requestAnimationFrame(() => {
-      frame = 0;
-      output.innerHTML = renderMarkdown(reply.content); // escaped by the renderer
-    });
-  };
+  const writer = typewriter((reply, text) => patchMarkdown(output, text));
   let reply = null;
   try {
-    reply = await streamChat({ model, messages: [{ role: 'user', content: prompt }] }, { signal, onUpdate: paint });
-    cancelAnimationFrame(frame);
-    output.innerHTML = renderMarkdown(reply.content);
+    const body = { model, messages: [{ role: 'user', content: prompt }] };
+    reply = await streamChat(body, { signal, onUpdate: writer.update });
+    writer.finish(reply);
     output.append(...reply.toolCalls.filter(Boolean).map(toolCard));
     if (reply.stopped) output.append(h('p', { class: 'hint', text: 'Stopped.' }));
     if (reply.error) output.append(h('p', { class: 'error-box', text: reply.error.message }));
@@ -164,19 +165,22 @@ async function runColumn(column, prompt, signal) {
     );
   }
   output.dataset.streaming = 'false';
+  output.setAttribute('aria-busy', 'false');
   column.ttft.textContent = reply ? duration(reply.ttftMs) : 'n/a';
   column.total.textContent = reply ? duration(reply.totalMs) : 'n/a';
-  column.tokens.textContent =
-    reply && reply.usage ? `${count(reply.usage.prompt_tokens)} → ${count(reply.usage.completion_tokens)}` : 'n/a';
-  column.cost.textContent = reply && reply.requestId ? await cost(reply.requestId) : 'n/a';
-  element.dataset.done = 'true';
+  column.tokens.textContent = tokenCounts(reply?.usage);
+  return reply;
 }
 
-/** The recorded cost of a request, once the gateway has written its record. */
-async function cost(requestId) {
+/** Shows the recorded cost of the column's request, once the gateway has written it; then
+ * the column is done. */
+async function showCost(column, reply, signal) {
+  let cost = null;
   try {
-    return usd((await requestRecord(requestId)).cost_usd);
-  } catch {
-    return 'n/a';
+    if (reply?.requestId) cost = (await requestRecord(reply.requestId, { signal })).cost_usd;
+  } catch (error) {
+    if (error.name === 'AbortError') return; // a new run took the column over
   }
+  column.cost.textContent = usd(cost);
+  column.element.dataset.done = 'true';
 }

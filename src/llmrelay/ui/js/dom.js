@@ -30,6 +30,24 @@ export function showError(box, message) {
   box.hidden = !message;
 }
 
+/** Marks a form field invalid, with `message` in its error element (valid when empty). */
+export function markField(field, box, message) {
+  box.textContent = message || '';
+  box.hidden = !message;
+  field.setAttribute('aria-invalid', String(Boolean(message)));
+}
+
+/** Enter in `textarea` calls `send`; Shift+Enter adds a line, and an IME composing keeps
+ * its Enter. */
+export function sendOnEnter(textarea, send) {
+  textarea.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      send();
+    }
+  });
+}
+
 /** Starts a download of `text` as a file, through a blob URL. */
 export function download(filename, text, type = 'application/json') {
   const url = URL.createObjectURL(new Blob([text], { type }));
@@ -37,7 +55,16 @@ export function download(filename, text, type = 'application/json') {
   document.body.append(link);
   link.click();
   link.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 0);
+  // The download reads the blob after click() returns, how long after is up to the
+  // browser: revoking at once can cancel it.
+  setTimeout(() => URL.revokeObjectURL(url), 30_000);
+}
+
+const lessMotion = window.matchMedia('(prefers-reduced-motion: reduce)');
+
+/** Whether the user asked for less motion (no smooth scrolling, no typing effect). */
+export function reducedMotion() {
+  return lessMotion.matches;
 }
 
 /** Whether the page is scrolled (nearly) to its bottom, where new text should keep it. */

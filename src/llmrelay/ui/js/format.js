@@ -30,8 +30,15 @@ export function moment(seconds) {
   return today ? date.toLocaleTimeString() : date.toLocaleString();
 }
 
+/** Prompt → completion tokens of a usage (or a record with those fields), as "12 → 40";
+ * `unknown` when it has neither. */
+export function tokenCounts(usage, unknown = 'n/a') {
+  if (!usage || (usage.prompt_tokens == null && usage.completion_tokens == null)) return unknown;
+  return `${count(usage.prompt_tokens)} → ${count(usage.completion_tokens)}`;
+}
+
 /** A model's usage as "12 → 40 tokens" (prompt → completion). */
 export function tokens(usage) {
-  if (!usage) return 'tokens n/a';
-  return `${count(usage.prompt_tokens)} → ${count(usage.completion_tokens)} tokens`;
+  const counts = tokenCounts(usage, null);
+  return counts ? `${counts} tokens` : 'tokens n/a';
 }

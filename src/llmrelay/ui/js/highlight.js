@@ -124,7 +124,7 @@ function compile(name) {
 }
 
 /** The language a fence names, as one of ours ('generic' when unknown). */
-export function languageOf(tag) {
+function languageOf(tag) {
   return ALIASES[(tag || '').toLowerCase()] || 'generic';
 }
 

@@ -1,15 +1,18 @@
-// The Jobs tab: submit a structured-output job, follow its progress (WebSocket, else SSE,
-// else polling), show its output as a JSON tree, and list the recent jobs.
+// The Jobs tab: submit a structured-output job, follow its progress (job-follow.js), show
+// its output as a JSON tree with its usage and attempts, and list the recent jobs.
 
-import { ApiError, getJSON, postJSON, readEvents, request, sleep, socketURL } from './api.js';
-import { byTestId, h, showError } from './dom.js';
-import { moment } from './format.js';
+import { getJSON, postJSON } from './api.js';
+import { byTestId, h, markField, reducedMotion, showError } from './dom.js';
+import { count, moment } from './format.js';
 import { openInspector } from './inspector.js';
+import { followJob, TERMINAL } from './job-follow.js';
 import { jsonTree } from './jsontree.js';
 import { fillModelSelect } from './models.js';
+import { readParams } from './params.js';
 import { PRESETS } from './presets.js';
+import { rowLoader } from './rows.js';
 
-const TERMINAL = new Set(['completed', 'failed', 'cancelled']);
+const PARAMS = ['max_tokens', 'temperature'];
 
 const form = document.getElementById('job-form');
 const prompt = byTestId('job-prompt');
@@ -33,7 +36,18 @@ const result = byTestId('job-result');
 const list = byTestId('jobs-list');
 
 let shown = null; // the job on display
-let watcher = null; // how it is being followed: {stopped, socket, controller}
+let stopFollowing = () => {};
+// Bumped whenever another job is asked for or put on display: an answer about the one
+// before (a late open, or cancel) then no longer draws on the panel.
+let generation = 0;
+
+export const refreshJobs = rowLoader(list, {
+  load: async () => (await getJSON('/v1/jobs?limit=20')).data,
+  row: jobRow,
+  empty: 'No jobs yet.',
+  what: 'the jobs',
+  after: markSelected,
+});
 
 export function initJobs() {
   preset.replaceChildren(
@@ -90,9 +104,7 @@ function readSchema() {
   } catch (error) {
     problem = `Not valid JSON: ${error.message}`;
   }
-  schemaError.textContent = problem;
-  schemaError.hidden = !problem;
-  schema.setAttribute('aria-invalid', String(Boolean(problem)));
+  markField(schema, schemaError, problem);
   return parsed;
 }
 
@@ -108,17 +120,26 @@ async function submit() {
     prompt.focus();
     return;
   }
+  let params;
+  try {
+    params = readParams(PARAMS, (name) => byTestId(`job-param-${name}`));
+  } catch (error) {
+    showError(formError, error.message);
+    return;
+  }
   const name = preset.value === 'custom' ? 'output' : preset.value;
   const body = {
     model: model.value,
     messages: [{ role: 'user', content: prompt.value }],
+    ...params,
     response_format: { type: 'json_schema', json_schema: { name, schema: parsed, strict: true } },
     metadata: { source: 'playground' },
   };
   submitButton.disabled = true;
+  const ticket = ++generation;
   try {
     const job = await postJSON('/v1/jobs', body);
-    show(job);
+    if (ticket === generation) show(job);
     refreshJobs();
   } catch (error) {
     showError(formError, error.message);
@@ -131,14 +152,26 @@ async function submit() {
 
 /** Displays `job`, and follows it until it ends. */
 function show(job) {
-  stopWatching();
+  generation++;
+  stopFollowing();
   result.replaceChildren();
   update(job);
   markSelected();
-  if (!TERMINAL.has(job.status)) follow(job.id);
-  else channel.textContent = 'none: the job has ended';
+  if (TERMINAL.has(job.status)) {
+    channel.textContent = 'none: the job has ended';
+    return;
+  }
+  stopFollowing = followJob(job.id, {
+    onUpdate: (latest) => {
+      update(latest);
+      if (TERMINAL.has(latest.status)) refreshJobs();
+    },
+    onChannel: (text) => (channel.textContent = text),
+    onLost: (message) => setStage(`Lost the job's updates: ${message}`),
+  });
 }
 
+/** Shows the state of the job on display, and updates its row. */
 function update(job) {
   shown = job;
   jobEmpty.hidden = true;
@@ -150,144 +183,118 @@ function update(job) {
   progress.className = `progress ${job.status}`;
   progressBar.style.width = `${job.progress}%`;
   const attempts = job.attempts > 1 ? ` (attempt ${job.attempts})` : '';
-  stage.textContent =
-    job.status === 'failed' && job.error ? `Failed: ${job.error.message}` : `${job.message}${attempts}`;
+  // The error is said here only (this line is announced), not again under the result.
+  setStage(job.status === 'failed' && job.error ? `Failed: ${job.error.message}` : `${job.message}${attempts}`);
+  stage.classList.toggle('failed', job.status === 'failed');
   // The run's record is written when it ends.
   inspectButton.disabled = !job.request_id || !TERMINAL.has(job.status);
   cancelButton.disabled = TERMINAL.has(job.status);
   if (TERMINAL.has(job.status)) showResult(job);
+  updateRow(job);
+}
+
+/** Sets the stage line, which is live: unchanged text is not set again (nor announced). */
+function setStage(text) {
+  if (stage.textContent !== text) stage.textContent = text;
+}
+
+function updateRow(job) {
   const row = list.querySelector(`[data-job-id="${CSS.escape(job.id)}"]`);
   if (row) row.replaceWith(jobRow(job));
 }
 
 function showResult(job) {
-  if (job.status === 'completed') {
-    result.replaceChildren(h('h3', { text: 'Output' }), jsonTree(job.output));
-  } else if (job.status === 'failed') {
-    result.replaceChildren(h('p', { class: 'error-box', text: job.error ? job.error.message : 'The job failed.' }));
-  } else {
-    result.replaceChildren(h('p', { class: 'hint', text: 'The job was cancelled.' }));
-  }
+  const output =
+    job.status === 'completed'
+      ? [h('h3', { text: 'Output' }), jsonTree(job.output)]
+      : job.status === 'cancelled'
+        ? [h('p', { class: 'hint', text: 'The job was cancelled.' })]
+        : [];
+  result.replaceChildren(...output, ...usageOf(job), ...historyOf(job));
+}
+
+/** The tokens the job used, over all its attempts. */
+function usageOf(job) {
+  const usage = job.usage;
+  if (!usage) return [];
+  const facts = [
+    ['Prompt', usage.prompt_tokens],
+    ['Completion', usage.completion_tokens],
+    ['Total', usage.total_tokens],
+  ].filter(([, value]) => value !== null && value !== undefined);
+  return [
+    h('h3', { text: 'Usage' }),
+    h(
+      'dl',
+      { class: 'facts', 'data-testid': 'job-usage' },
+      facts.flatMap(([term, value]) => [h('dt', { text: `${term} tokens` }), h('dd', { text: count(value) })]),
+    ),
+  ];
+}
+
+const OUTCOMES = {
+  answered: 'answered',
+  valid: 'valid JSON for the schema',
+  repaired: 'repaired into valid JSON',
+  invalid: 'not valid for the schema; asked again',
+  worker_lost: 'its worker was lost; the job was run again',
+};
+
+/** What became of each attempt: valid, repaired, invalid (with why), or a lost worker. */
+function historyOf(job) {
+  if (!job.history?.length) return [];
+  return [
+    h('h3', { text: 'Attempts' }),
+    h(
+      'ol',
+      { class: 'job-history', 'data-testid': 'job-history' },
+      job.history.map((entry) =>
+        h(
+          'li',
+          {},
+          h('strong', { text: entry.attempt ? `Attempt ${entry.attempt}: ` : `Run ${(entry.run ?? 0) + 1}: ` }),
+          OUTCOMES[entry.outcome] || entry.outcome,
+          entry.errors?.length
+            ? h('ul', {}, entry.errors.map((error) => h('li', { class: 'hint', text: error })))
+            : null,
+        ),
+      ),
+    ),
+  ];
 }
 
 async function cancel() {
   if (!shown) return;
+  const ticket = generation;
   cancelButton.disabled = true;
   try {
-    update(await postJSON(`/v1/jobs/${encodeURIComponent(shown.id)}/cancel`));
+    const job = await postJSON(`/v1/jobs/${encodeURIComponent(shown.id)}/cancel`);
+    if (ticket === generation) update(job);
+    else updateRow(job);
   } catch (error) {
-    stage.textContent = `Could not cancel: ${error.message}`;
+    if (ticket === generation) setStage(`Could not cancel: ${error.message}`);
   }
 }
 
-// -- following a job: WebSocket, else SSE, else polling --------------------------------------
-
-/** Follows job `id` through the first channel that works, until the job ends. */
-function follow(id) {
-  const session = {
-    stopped: false,
-    socket: null,
-    controller: new AbortController(),
-    // Updates from a channel that was stopped (another job was opened) are dropped.
-    update: (job) => session.stopped || update(job),
-  };
-  watcher = session;
-  (async () => {
-    for (const via of [viaSocket, viaEvents, viaPolling]) {
-      try {
-        if (await via(id, session)) {
-          refreshJobs();
-          return;
-        }
-      } catch (error) {
-        if (session.stopped) return;
-        // A refusal (no such job, a bad key) is final; a broken channel hands over.
-        if (error instanceof ApiError && error.status >= 400) {
-          stage.textContent = `Lost the job's updates: ${error.message}`;
-          return;
-        }
-      }
-    }
-    if (!session.stopped) stage.textContent = "Lost the job's updates: the gateway cannot be reached.";
-  })();
-}
-
-function stopWatching() {
-  if (!watcher) return;
-  watcher.stopped = true;
-  watcher.controller.abort();
-  if (watcher.socket) watcher.socket.close();
-  watcher = null;
-}
-
-/** Resolves true once the job has ended; rejects when the socket fails or closes early. */
-function viaSocket(id, session) {
-  channel.textContent = 'push · WebSocket (connecting)';
-  return new Promise((resolve, reject) => {
-    const socket = new WebSocket(socketURL(`/v1/jobs/${encodeURIComponent(id)}/ws`));
-    session.socket = socket;
-    let ended = false;
-    socket.addEventListener('open', () => (channel.textContent = 'push · WebSocket'));
-    socket.addEventListener('message', (event) => {
-      const job = JSON.parse(event.data);
-      session.update(job);
-      ended = TERMINAL.has(job.status);
-    });
-    socket.addEventListener('close', (event) => {
-      session.socket = null;
-      if (ended) resolve(true);
-      else if (event.code === 4404) reject(new ApiError(404, { message: event.reason || `No job ${id}.` }));
-      else reject(new Error(`The WebSocket closed (${event.code}).`));
-    });
-  });
-}
-
-/** Server-sent events, read with fetch so that the key goes in a header. */
-async function viaEvents(id, session) {
-  const response = await request(`/v1/jobs/${encodeURIComponent(id)}/events`, { signal: session.controller.signal });
-  channel.textContent = 'push · SSE';
-  for await (const job of readEvents(response)) {
-    session.update(job);
-    if (TERMINAL.has(job.status)) return true;
-  }
-  return false;
-}
-
-/** Polling, as often as the job's poll_after_ms says. */
-async function viaPolling(id, session) {
-  channel.textContent = 'polling';
-  for (;;) {
-    const job = await getJSON(`/v1/jobs/${encodeURIComponent(id)}`, { signal: session.controller.signal });
-    session.update(job);
-    if (TERMINAL.has(job.status)) return true;
-    await sleep(job.poll_after_ms || 1000);
-    if (session.stopped) return false;
+async function open(id) {
+  const ticket = ++generation;
+  try {
+    const job = await getJSON(`/v1/jobs/${encodeURIComponent(id)}`);
+    if (ticket !== generation) return; // another job was asked for since
+    show(job);
+    jobView.scrollIntoView({ block: 'nearest', behavior: reducedMotion() ? 'auto' : 'smooth' });
+  } catch (error) {
+    if (ticket === generation) showError(formError, `Could not open the job: ${error.message}`);
   }
 }
 
 // -- the recent jobs -------------------------------------------------------------------------
 
-export async function refreshJobs() {
-  try {
-    const { data } = await getJSON('/v1/jobs?limit=20');
-    list.replaceChildren(
-      ...(data.length ? data.map(jobRow) : [h('li', { class: 'empty-hint', text: 'No jobs yet.' })]),
-    );
-    markSelected();
-  } catch (error) {
-    list.replaceChildren(h('li', { class: 'error-box', text: `Could not list the jobs: ${error.message}` }));
-  }
-}
-
+/** A job's row: a button (its name is its cells' text), opening the job. */
 function jobRow(job) {
   const button = h(
     'button',
-    {
-      type: 'button',
-      'data-testid': 'job-row',
-      'aria-label': `Job ${job.id}, ${job.status}`,
-      'aria-current': String(Boolean(shown) && shown.id === job.id),
-    },
+    { type: 'button', 'data-testid': 'job-row', 'aria-current': String(Boolean(shown) && shown.id === job.id) },
     h('span', { class: 'cell' }, h('span', { class: `badge ${job.status}`, text: job.status.replace('_', ' ') })),
     h('span', { class: 'cell id wide-only', text: job.id }),
     h('span', { class: 'cell', text: job.model }),
@@ -297,15 +304,6 @@ function jobRow(job) {
   );
   button.addEventListener('click', () => open(job.id));
   return h('li', { 'data-job-id': job.id }, button);
-}
-
-async function open(id) {
-  try {
-    show(await getJSON(`/v1/jobs/${encodeURIComponent(id)}`));
-    jobView.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
-  } catch (error) {
-    showError(formError, `Could not open the job: ${error.message}`);
-  }
 }
 
 function markSelected() {

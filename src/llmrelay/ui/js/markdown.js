@@ -1,8 +1,9 @@
 // A small, safe Markdown renderer for model output: headings, paragraphs, bold, italic,
-// strikethrough, inline code, fenced code blocks (highlighted), lists, blockquotes, tables,
-// rules and http(s) links. The text is escaped before any markup is added, so nothing the
-// model writes becomes HTML; links keep only http(s) URLs. Unclosed constructs (a fence
-// still streaming in) render as far as they go.
+// strikethrough, inline code, backslash escapes, fenced code blocks (highlighted), lists,
+// blockquotes, tables, rules and http(s) links and autolinks. The text is escaped before any
+// markup is added, so nothing the model writes becomes HTML; links keep only http(s) URLs.
+// Unclosed constructs (a fence still streaming in) render as far as they go. Whatever the
+// input, it never throws: on any failure the text shows as escaped plain text.
 
 import { escapeHtml } from './escape.js';
 import { highlight } from './highlight.js';
@@ -13,10 +14,42 @@ const RULE = /^ {0,3}([-*_])(?:\s*\1){2,}\s*$/;
 const QUOTE = /^ {0,3}>\s?(.*)$/;
 const ITEM = /^( *)([-*+]|\d{1,9}[.)])(?:\s+(.*)|$)/;
 const TABLE_DIVIDER = /^\s*\|?\s*:?-+:?\s*(?:\|\s*:?-+:?\s*)*\|?\s*$/;
+// Quotes and lists nest by recursion: deeper than this, the rest is shown as plain text
+// (so that '>' repeated 20000 times cannot overflow the stack).
+const MAX_DEPTH = 12;
+const PLACEHOLDER = /\u0001(\d+)\u0001/g;
 
-/** Markdown `source` as HTML. */
-export function renderMarkdown(source) {
-  return blocks(source.replace(/\r\n?/g, '\n').replace(/\0/g, '').split('\n'));
+const drawnFrom = new WeakMap(); // each block element drawn by patchMarkdown: its HTML
+
+/**
+ * Renders Markdown `source` into `container`, replacing only the top-level blocks that
+ * changed since the last call: while an answer streams in, the finished paragraphs and code
+ * blocks stay as they are (with any selection or "Copied" in them), and only the last one
+ * is redrawn.
+ */
+export function patchMarkdown(container, source) {
+  const html = renderBlocks(source);
+  const children = [...container.children];
+  html.forEach((block, n) => {
+    if (children[n] && drawnFrom.get(children[n]) === block) return;
+    const template = document.createElement('template');
+    template.innerHTML = block; // escaped by the renderer
+    const element = template.content.firstElementChild;
+    drawnFrom.set(element, block);
+    if (children[n]) children[n].replaceWith(element);
+    else container.append(element);
+  });
+  for (const extra of children.slice(html.length)) extra.remove();
+}
+
+/** The top-level blocks of `source`, each the HTML of one element. */
+function renderBlocks(source) {
+  try {
+    return blocks(String(source).replace(/\r\n?/g, '\n').replace(/\0/g, '').split('\n'), 0);
+  } catch {
+    // Whatever went wrong, the text still shows, as text.
+    return [`<p>${escapeHtml(source).replace(/\n/g, '<br>')}</p>`];
+  }
 }
 
 /** Copies a code block when its Copy button is clicked, anywhere under `root`. */
@@ -48,11 +81,18 @@ function startsBlock(line) {
   return FENCE.test(line) || HEADING.test(line) || RULE.test(line) || QUOTE.test(line) || ITEM.test(line);
 }
 
+/** Whether a table starts at line `i`: a row with a pipe, then a divider row. */
+function startsTable(lines, i) {
+  return lines[i].includes('|') && i + 1 < lines.length && TABLE_DIVIDER.test(lines[i + 1]);
+}
+
 function indentOf(line) {
   return line.length - line.trimStart().length;
 }
 
-function blocks(lines) {
+/** The blocks of `lines` (an array of each one's HTML), `depth` quotes or lists deep. */
+function blocks(lines, depth) {
+  if (depth > MAX_DEPTH) return [`<p>${inline(lines.join('\n'))}</p>`];
   const out = [];
   let i = 0;
   while (i < lines.length) {
@@ -76,20 +116,20 @@ function blocks(lines) {
     } else if (QUOTE.test(line)) {
       const body = [];
       for (; i < lines.length && QUOTE.test(lines[i]); i++) body.push(QUOTE.exec(lines[i])[1]);
-      out.push(`<blockquote>${blocks(body)}</blockquote>`);
+      out.push(`<blockquote>${blocks(body, depth + 1).join('')}</blockquote>`);
     } else if (ITEM.test(line)) {
-      i = list(lines, i, out);
-    } else if (line.includes('|') && i + 1 < lines.length && TABLE_DIVIDER.test(lines[i + 1])) {
+      i = list(lines, i, out, depth);
+    } else if (startsTable(lines, i)) {
       i = table(lines, i, out);
     } else {
       const body = [line.trim()];
-      for (i++; i < lines.length && lines[i].trim() && !startsBlock(lines[i]); i++) {
+      for (i++; i < lines.length && lines[i].trim() && !startsBlock(lines[i]) && !startsTable(lines, i); i++) {
         body.push(lines[i].trim());
       }
       out.push(`<p>${inline(body.join('\n'))}</p>`);
     }
   }
-  return out.join('');
+  return out;
 }
 
 function isClosing(line, fence) {
@@ -107,7 +147,7 @@ function codeBlock(code, language) {
 }
 
 /** The list starting at line `i`, pushed to `out`; returns the line after it. */
-function list(lines, i, out) {
+function list(lines, i, out, depth) {
   const first = ITEM.exec(lines[i]);
   const indent = first[1].length;
   const ordered = /\d/.test(first[2]);
@@ -146,7 +186,7 @@ function list(lines, i, out) {
   const tag = ordered ? 'ol' : 'ul';
   const start = ordered ? parseInt(first[2], 10) : 1;
   const html = items.map((body) => {
-    const inner = blocks(body);
+    const inner = blocks(body, depth + 1).join('');
     // A tight item's first paragraph is its text, not a paragraph.
     return `<li>${loose ? inner : inner.replace(/^<p>([\s\S]*?)<\/p>/, '$1')}</li>`;
   });
@@ -156,12 +196,8 @@ function list(lines, i, out) {
 
 /** The table starting at line `i` (its header, then the divider), pushed to `out`. */
 function table(lines, i, out) {
-  const cells = (line) =>
-    line
-      .trim()
-      .replace(/^\||\|$/g, '')
-      .split('|')
-      .map((cell) => inline(cell.trim()));
+  // An escaped pipe (\|) is a pipe in the cell, even in code, as in GitHub's tables.
+  const cells = (line) => splitRow(line).map((cell) => inline(cell.trim().replace(/\\\|/g, '|')));
   const head = cells(lines[i]);
   const rows = [];
   for (i += 2; i < lines.length && lines[i].includes('|') && lines[i].trim(); i++) rows.push(cells(lines[i]));
@@ -170,28 +206,59 @@ function table(lines, i, out) {
   return i;
 }
 
+/** A table row's cells: split at its pipes, but not at escaped ones (\|) or ones inside a
+ * code span; the outer pipes are optional. */
+function splitRow(line) {
+  const row = line.trim();
+  const cells = [''];
+  for (let i = 0; i < row.length; i++) {
+    let piece = row[i];
+    if (piece === '\\' && row[i + 1] === '|') {
+      piece = '\\|';
+    } else if (piece === '`') {
+      const ticks = /`+/y;
+      ticks.lastIndex = i;
+      const run = ticks.exec(row)[0];
+      const close = row.indexOf(run, i + run.length);
+      piece = close < 0 ? run : row.slice(i, close + run.length);
+    } else if (piece === '|') {
+      cells.push('');
+      continue;
+    }
+    cells[cells.length - 1] += piece;
+    i += piece.length - 1;
+  }
+  if (cells.length > 1 && row.startsWith('|') && !cells[0].trim()) cells.shift();
+  if (cells.length > 1 && row.endsWith('|') && !row.endsWith('\\|') && !cells[cells.length - 1].trim()) cells.pop();
+  return cells;
+}
+
 // -- inline ----------------------------------------------------------------------------------
 
 /**
- * Inline Markdown as HTML. Code spans and links are cut out first and held as placeholders
- * (\u0001<n>\u0001), so that emphasis never applies inside them; the rest is escaped, then
- * the emphasis tags are added around the escaped text.
+ * Inline Markdown as HTML. Backslash escapes, code spans and links are cut out first and
+ * held as placeholders (\u0001<n>\u0001), so that emphasis never applies inside them; the
+ * rest is escaped, then the emphasis tags are added around the escaped text, and the held
+ * pieces put back (a link's label may hold a code span: put back within it too).
  */
 function inline(text) {
   const held = [];
   const hold = (html) => `\u0001${held.push(html) - 1}\u0001`;
+  const restore = (html) => html.replace(PLACEHOLDER, (_, n) => held[Number(n)]);
+  const link = (url, label) =>
+    hold(`<a href="${escapeHtml(url)}" target="_blank" rel="noopener noreferrer">${label}</a>`);
   let html = text.replace(/\u0001/g, '');
-  html = html.replace(/(`+)([^`]|[^`][\s\S]*?[^`])\1(?!`)/g, (_, ticks, code) =>
-    hold(`<code>${escapeHtml(code.trim() || code)}</code>`),
+  // One pass for both, left to right: an escaped backtick opens no code span, and a
+  // backslash inside a code span is just a backslash.
+  html = html.replace(/\\([!-/:-@[-`{-~])|(`+)([^`]|[^`][\s\S]*?[^`])\2(?!`)/g, (_, escaped, ticks, code) =>
+    hold(escaped !== undefined ? escapeHtml(escaped) : `<code>${escapeHtml(code.trim() || code)}</code>`),
   );
-  html = html.replace(/!?\[([^\]\n]+)\]\(\s*<?(https?:\/\/[^\s)>]+)>?(?:\s+"[^"]*")?\s*\)/g, (_, label, url) =>
-    hold(`<a href="${escapeHtml(url)}" target="_blank" rel="noopener noreferrer">${emphasis(escapeHtml(label))}</a>`),
+  html = html.replace(/!?\[([^\]\n]+)\]\(\s*<?(https?:\/\/[^\s)>\u0001]+)>?(?:\s+"[^"]*")?\s*\)/g, (_, label, url) =>
+    link(url, restore(emphasis(escapeHtml(label)))),
   );
-  html = html.replace(/\bhttps?:\/\/[^\s<>()\u0001]*[^\s<>().,;:!?'"\u0001]/g, (url) =>
-    hold(`<a href="${escapeHtml(url)}" target="_blank" rel="noopener noreferrer">${escapeHtml(url)}</a>`),
-  );
-  html = emphasis(escapeHtml(html)).replace(/\n/g, '<br>');
-  return html.replace(/\u0001(\d+)\u0001/g, (_, n) => held[Number(n)]);
+  html = html.replace(/<(https?:\/\/[^\s<>\u0001]+)>/g, (_, url) => link(url, escapeHtml(url)));
+  html = html.replace(/\bhttps?:\/\/[^\s<>()\u0001]*[^\s<>().,;:!?'"\u0001]/g, (url) => link(url, escapeHtml(url)));
+  return restore(emphasis(escapeHtml(html)).replace(/\n/g, '<br>'));
 }
 
 /** Bold, italic and strikethrough, on escaped text. */

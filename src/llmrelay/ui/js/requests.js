@@ -2,37 +2,27 @@
 
 import { getJSON } from './api.js';
 import { byTestId, h } from './dom.js';
-import { count, moment, usd } from './format.js';
+import { moment, tokenCounts, usd } from './format.js';
 import { openInspector } from './inspector.js';
+import { rowLoader } from './rows.js';
 
-const list = byTestId('requests-list');
+export const refreshRequests = rowLoader(byTestId('requests-list'), {
+  load: async () => (await getJSON('/v1/requests?limit=50')).data,
+  row,
+  empty: 'No requests yet. Send one from Chat or Compare.',
+  what: 'the requests',
+});
 
 export function initRequests() {
   byTestId('requests-refresh').addEventListener('click', refreshRequests);
 }
 
-export async function refreshRequests() {
-  try {
-    const { data } = await getJSON('/v1/requests?limit=50');
-    list.replaceChildren(
-      ...(data.length
-        ? data.map(row)
-        : [h('li', { class: 'empty-hint', text: 'No requests yet. Send one from Chat or Compare.' })]),
-    );
-  } catch (error) {
-    list.replaceChildren(h('li', { class: 'error-box', text: `Could not list the requests: ${error.message}` }));
-  }
-}
-
+/** A request's row: a button (its name is its cells' text), opening the inspector. */
 function row(record) {
   const failed = record.status >= 400;
-  const tokens =
-    record.prompt_tokens || record.completion_tokens
-      ? `${count(record.prompt_tokens)} → ${count(record.completion_tokens)}`
-      : '—';
   const button = h(
     'button',
-    { type: 'button', 'data-testid': 'request-row', 'aria-label': `Inspect request ${record.id}` },
+    { type: 'button', 'data-testid': 'request-row' },
     h('span', { class: 'cell dim', text: moment(record.created_at) }),
     h('span', { class: 'cell id wide-only', text: record.id }),
     h('span', { class: 'cell', text: record.model || '—' }),
@@ -42,7 +32,7 @@ function row(record) {
       h('span', { class: `badge ${failed ? 'error' : 'ok'}`, text: String(record.status) }),
       record.cache === 'hit' ? h('span', { class: 'badge', text: 'cached' }) : null,
     ),
-    h('span', { class: 'cell dim wide-only', title: 'prompt → completion tokens', text: tokens }),
+    h('span', { class: 'cell dim wide-only', title: 'prompt → completion tokens', text: tokenCounts(record, '—') }),
     h('span', { class: 'cell dim', text: usd(record.cost) }),
   );
   button.addEventListener('click', () => openInspector(record.id));

@@ -63,11 +63,14 @@ function addToolCall(calls, fragment) {
   if (fragment.function?.arguments) call.function.arguments += fragment.function.arguments;
 }
 
-/** The assistant message of a reply, as the next request's history holds it. */
+/**
+ * The assistant message of a reply, as the next request's history holds it; null when there
+ * is nothing to keep. A reply cut short (stopped, or broken off) keeps only its text: its
+ * tool calls may be incomplete, and calls that get no results make OpenAI-style upstreams
+ * refuse the next request.
+ */
 export function assistantMessage(reply) {
-  const message = { role: 'assistant', content: reply.content || null };
-  const calls = reply.toolCalls.filter(Boolean);
-  if (calls.length) message.tool_calls = calls;
-  else if (message.content === null) message.content = '';
-  return message;
+  const calls = reply.stopped || reply.error ? [] : reply.toolCalls.filter(Boolean);
+  if (calls.length) return { role: 'assistant', content: reply.content || null, tool_calls: calls };
+  return reply.content ? { role: 'assistant', content: reply.content } : null;
 }

@@ -13,7 +13,7 @@ export function toolCard(call) {
   }
   return h(
     'div',
-    { class: 'tool-card', 'data-call-id': call.id, 'data-name': call.function.name },
+    { class: 'tool-card', 'data-testid': 'tool-call-card', 'data-call-id': call.id, 'data-name': call.function.name },
     h(
       'div',
       { class: 'tool-card-head' },

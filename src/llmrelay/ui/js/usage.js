@@ -7,7 +7,11 @@ import { count, duration, usd } from './format.js';
 
 // Each range's length and bucket, in seconds: 60 to 170 points a chart.
 const RANGES = { '1h': [3600, 60], '24h': [86400, 900], '7d': [604800, 3600] };
-const PALETTE = ['#2f6feb', '#e8590c', '#2b8a3e', '#c2255c', '#7048e8', '#0c8599', '#b08900', '#5c940d'];
+// Line colours, each at least 3:1 against its theme's card background.
+const PALETTES = {
+  light: ['#2f6feb', '#e8590c', '#2b8a3e', '#c2255c', '#7048e8', '#0c8599', '#b08900', '#5c940d'],
+  dark: ['#2f6feb', '#e8590c', '#2b8a3e', '#f06595', '#9775fa', '#0c8599', '#b08900', '#5c940d'],
+};
 const HEIGHT = 220;
 
 const group = byTestId('usage-group');
@@ -51,7 +55,7 @@ export async function refreshUsage() {
     const series = await getJSON(`/v1/usage/series?${query}`);
     if (load !== loading) return;
     showError(errorBox, '');
-    last = { ...series, start: end - span, end };
+    last = { ...series, start: end - span, end, period: range.selectedOptions[0].text.toLowerCase() };
     draw(last);
   } catch (error) {
     if (load !== loading) return;
@@ -59,7 +63,7 @@ export async function refreshUsage() {
   }
 }
 
-function draw({ data, start, end, bucket, by, truncated }) {
+function draw({ data, start, end, bucket, by, truncated, period }) {
   for (const plot of plots) plot.destroy();
   plots = [];
   empty.hidden = data.length > 0;
@@ -69,9 +73,12 @@ function draw({ data, start, end, bucket, by, truncated }) {
 
   const times = [];
   for (let t = start; t < end; t += bucket) times.push(t);
+  const span = { times, period };
   const slot = new Map(times.map((t, n) => [t, n]));
   const names = [...new Set(data.map((row) => row.group))];
   const label = (name) => name ?? (by === 'key' ? 'no key' : 'unknown');
+  const palette = PALETTES[document.documentElement.dataset.theme] || PALETTES.light;
+  const color = (n) => palette[n % palette.length];
   // One array per group of a row's value in each bucket; `missing` where it has no row.
   const column = (pick, missing) =>
     names.map((name) => {
@@ -83,40 +90,27 @@ function draw({ data, start, end, bucket, by, truncated }) {
     column(pick, 0).map((values, n) => ({
       values,
       label: label(names[n]),
-      color: PALETTE[n % PALETTE.length],
+      color: color(n),
       format,
     }));
 
   const tokens = (v) => (v >= 1000 ? `${(v / 1000).toFixed(v >= 10000 ? 0 : 1)}k` : String(Math.round(v)));
-  plot(
-    containers.requests,
-    times,
-    lines((row) => row.requests, count),
-  );
-  plot(
-    containers.tokens,
-    times,
-    lines((row) => row.total_tokens, count),
-    tokens,
-  );
-  plot(
-    containers.cost,
-    times,
-    lines((row) => row.cost_usd, usd),
-    usd,
-  );
+  plot(containers.requests, span, lines((row) => row.requests, count));
+  plot(containers.tokens, span, lines((row) => row.total_tokens, count), tokens);
+  plot(containers.cost, span, lines((row) => row.cost_usd, usd), usd);
   const p50 = column((row) => row.latency_ms.p50, null);
   const p95 = column((row) => row.latency_ms.p95, null);
   plot(
     containers.latency,
-    times,
+    span,
     names.flatMap((name, n) => [
-      { values: p50[n], label: `${label(name)} p50`, color: PALETTE[n % PALETTE.length], format: duration },
+      { values: p50[n], label: `${label(name)} p50`, color: color(n), format: duration, summary: 'highest' },
       {
         values: p95[n],
         label: `${label(name)} p95`,
-        color: PALETTE[n % PALETTE.length],
+        color: color(n),
         format: duration,
+        summary: 'highest',
         dash: [6, 4],
       },
     ]),
@@ -124,8 +118,19 @@ function draw({ data, start, end, bucket, by, truncated }) {
   );
 }
 
-/** A uPlot chart in `container`: `lines` is [{values, label, color, format, dash?}]. */
-function plot(container, times, lines, axisFormat = count) {
+/**
+ * A uPlot chart in `container`, over `times` (the buckets' starts) in `period` (its name):
+ * `lines` is [{values, label, color, format, dash?, summary?}]. The container (role="img")
+ * is named by a summary of each line: its total, or with `summary: 'highest'`, its highest.
+ */
+function plot(container, { times, period }, lines, axisFormat = count) {
+  const caption = container.closest('figure').querySelector('figcaption').textContent;
+  const summaries = lines.map(({ values, label, format, summary }) => {
+    const known = values.filter((value) => value !== null);
+    if (summary === 'highest') return `${label} highest ${known.length ? format(Math.max(...known)) : 'none'}`;
+    return `${label} ${format(known.reduce((sum, value) => sum + value, 0))} in all`;
+  });
+  container.setAttribute('aria-label', `${caption}, ${period}: ${summaries.join('; ')}.`);
   const style = getComputedStyle(document.documentElement);
   const text = style.getPropertyValue('--muted').trim();
   const grid = style.getPropertyValue('--border').trim();
