@@ -775,8 +775,9 @@ def test_compare_locks_its_pickers_while_running(watched: Watched) -> None:
     expect(page.get_by_test_id("compare-run")).to_be_enabled()
     for index in range(2):
         expect(selects.nth(index)).to_be_enabled()
+        # Done once its cost is looked up, which waits for the stopped request's record.
         expect(page.get_by_test_id("compare-column").nth(index)).to_have_attribute(
-            "data-done", "true"
+            "data-done", "true", timeout=15_000
         )
 
 

@@ -9,7 +9,6 @@ the gateway close the connection (watched every 10 ms between chunks, so it is s
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .server import FakeServer, sse_start
+from .server import FakeServer, hung_up_within, sse_start
 
 
 @dataclass
@@ -56,7 +55,7 @@ class DrippingUpstream(FakeServer):
         try:
             await response.write(_chunk(drip.model, {"role": "assistant", "content": ""}))
             for index in range(self.pieces):
-                if not await _wait_open(request, self.pace):
+                if await hung_up_within(request, self.pace):
                     drip.closed = time.monotonic()
                     return response
                 await response.write(_chunk(drip.model, {"content": f"drop{index} "}))
@@ -67,16 +66,6 @@ class DrippingUpstream(FakeServer):
         except ConnectionError:
             drip.closed = time.monotonic()
         return response
-
-
-async def _wait_open(request: web.Request, seconds: float) -> bool:
-    """Sleep ``seconds``, watching the connection: False as soon as it is closed."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if request.transport is None or request.transport.is_closing():
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> bytes:

@@ -38,7 +38,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .server import FakeServer, sse_start
+from .server import FakeServer, hung_up_within, sse_start
 
 TEXT = ["Hello", " there"]
 
@@ -112,7 +112,7 @@ class FaultyUpstream(FakeServer):
             elif kind in ("stall-stream", "truncate"):
                 await response.write(events[0] + events[1])
                 if kind == "stall-stream":
-                    arrival.hung_up = await _hang_up_within(request, float(arg))
+                    arrival.hung_up = await hung_up_within(request, float(arg))
                     await response.write(b"".join(events[2:]))
             else:
                 await response.write(b"".join(events))
@@ -120,16 +120,6 @@ class FaultyUpstream(FakeServer):
             arrival.hung_up = True
         arrival.ended = time.monotonic()
         return response
-
-
-async def _hang_up_within(request: web.Request, seconds: float) -> bool:
-    """Wait up to ``seconds``, or until the gateway closes the connection: whether it did."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if request.transport is None or request.transport.is_closing():
-            return True
-        await asyncio.sleep(0.005)
-    return False
 
 
 def _error(kind: str, arg: str) -> web.Response:

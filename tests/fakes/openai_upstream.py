@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .server import FakeServer, sse, sse_start
+from .server import FakeServer, hung_up_within, sse, sse_start
 
 ANSWER = "Hello from the fake upstream."
 STREAM_PIECES = ["Hello", " from", " the", " fake", " upstream."]
@@ -100,7 +100,7 @@ class FakeUpstream(FakeServer):
             return _error(400, f"Incorrect API key provided: {key}")
         if model == "garbage":
             return web.Response(text="<html>not json</html>", content_type="text/html")
-        if model == "slow" and not await _wait_unless_closed(request, SLOW_SECONDS):
+        if model == "slow" and await hung_up_within(request, SLOW_SECONDS):
             self.cancelled += 1
             return web.Response(status=499)
         if not body.get("stream"):
@@ -161,15 +161,6 @@ def _compact_stream(model: str, body: dict[str, Any]) -> bytes:
         chunks.append({**_chunk(model, {}, None), "choices": [], "usage": _usage()})
     events = [b"data: " + json.dumps(c, separators=(",", ":")).encode() for c in chunks]
     return b"\n\n".join([*events, b"data: [DONE]"]) + b"\n\n"
-
-
-async def _wait_unless_closed(request: web.Request, seconds: float) -> bool:
-    """Sleep, watching the connection: False as soon as the gateway closes it."""
-    for _ in range(int(seconds / 0.01)):
-        if request.transport is None or request.transport.is_closing():
-            return False
-        await asyncio.sleep(0.01)
-    return True
 
 
 def _model_card(name: str) -> dict[str, Any]:

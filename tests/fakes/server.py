@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -88,3 +89,13 @@ async def sse_start(request: web.Request) -> web.StreamResponse:
 async def sse(response: web.StreamResponse, data: Any, event: str | None = None) -> None:
     head = f"event: {event}\n".encode() if event else b""
     await response.write(head + b"data: " + json.dumps(data).encode() + b"\n\n")
+
+
+async def hung_up_within(request: web.Request, seconds: float) -> bool:
+    """Wait up to ``seconds``, or until the client closes the connection: whether it did."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if request.transport is None or request.transport.is_closing():
+            return True
+        await asyncio.sleep(0.005)
+    return False
