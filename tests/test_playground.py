@@ -1092,6 +1092,47 @@ def test_the_page_asks_for_a_key_and_keeps_the_right_one(browser: Browser, locke
 # --- 9. phone size and theme -------------------------------------------------------------------
 
 
+def tab_to(page: Page, target: Locator, key: str = "Tab", limit: int = 80) -> None:
+    """Press Tab (or ``key``) until ``target`` has the focus, as a keyboard user would."""
+    for _ in range(limit):
+        page.keyboard.press(key)
+        if target.evaluate("element => element === document.activeElement"):
+            return
+    raise AssertionError(f"Tab never reached {target}")
+
+
+def test_the_page_works_from_the_keyboard(watched: Watched, scripted: ScriptedUpstream) -> None:
+    """The tabs, a chat turn and the inspector with keys only: Tab reaches each control,
+    Enter follows a tab or sends, and Escape closes the inspector and gives the focus back."""
+    page = watched.page
+    tab_to(page, page.get_by_test_id("nav-usage"))
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("view-usage")).to_be_visible()
+    tab_to(page, page.get_by_test_id("nav-chat"), key="Shift+Tab")
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("view-chat")).to_be_visible()
+
+    pick_model(page.get_by_test_id("model-select"), "alpha")
+    scripted.script("alpha", [ANSWERS["alpha"]])
+    tab_to(page, page.get_by_test_id("chat-input"))
+    page.keyboard.type("Hello from the keyboard")
+    page.keyboard.press("Enter")
+    answer = last_answer(page)
+    expect(answer).to_have_attribute("data-streaming", "false")
+    expect(answer.get_by_test_id("message-content")).to_have_text(ANSWERS["alpha"])
+
+    inspect = answer.get_by_test_id("inspect-button")
+    tab_to(page, inspect)
+    page.keyboard.press("Enter")
+    inspector = page.get_by_test_id("inspector")
+    expect(inspector).to_be_visible()
+    expect(page.get_by_test_id("inspector-tokens")).not_to_be_empty()
+    assert inspector.evaluate("drawer => drawer.contains(document.activeElement)")
+    page.keyboard.press("Escape")
+    expect(inspector).to_be_hidden()
+    expect(inspect).to_be_focused()
+
+
 def test_phone_size_has_no_sideways_scroll_and_the_theme_toggles(
     browser: Browser, relay: Running
 ) -> None:
