@@ -37,11 +37,11 @@ from .pricing import Price
 
 CHARS_PER_TOKEN = 4  # a rough rule for English text, for counts no backend reported
 _USAGE = b'"usage"'
-_NULL_USAGE = b'"usage":null'
-_REPORT = b'"usage":{'
+_NULLS = (b'"usage":null', b' "usage": null')  # compact, and as Python's json writes it
 # What an OpenAI chunk's bytes hold besides its text: the SSE framing, id, model, and so on.
 _FRAME = 160
 SYSTEM_SLOT = "{system}"
+_ASK_USAGE = StreamOptions(include_usage=True)  # shared: a request's fields are not changed
 
 
 class MeteredModel:
@@ -262,7 +262,7 @@ def _asking_usage(request: Any) -> Any:
     """The request with usage asked for, when it streams without asking."""
     if request.wants_usage_in_stream:
         return request
-    return request.with_fields(stream_options=StreamOptions(include_usage=True))
+    return request.with_fields(stream_options=_ASK_USAGE)
 
 
 def _without_usage(batch: list[JSONObject]) -> list[JSONObject]:
@@ -282,21 +282,33 @@ def _without_usage(batch: list[JSONObject]) -> list[JSONObject]:
 
 def _cut_usage(batch: Relayed) -> Relayed | None:
     """A relayed batch without its usage, cut from its bytes as they are, or None when its
-    usage is not in the shape OpenAI sends: compact, as nulls on every chunk once usage is
-    asked for, and as one last event with no choices. The chunks keep their nulls, as a
-    null is no usage; the bytes hold one event per chunk, with no blank line inside one."""
+    usage is not where OpenAI puts it: as nulls on every chunk once usage is asked for,
+    and in one last event with no choices. The chunks keep their nulls, as a null is no
+    usage; the bytes hold one event per chunk, with no blank line inside one."""
     wire = batch.wire
-    reports = wire.count(_REPORT)
-    if wire.count(_USAGE) != reports + wire.count(_NULL_USAGE):
-        return None
+    first = wire.find(_USAGE)
+    if first < 0:  # most batches: this is called for each, so it is kept short
+        return batch
+    start = wire.rfind(b"\n\n", 0, len(wire) - 2) + 2  # of the last event; 1 if only one
+    if first < start and _reports(wire, 0, start):
+        return None  # a usage before the last event
+    reports = _reports(wire, start, len(wire))
     if reports:
-        start = wire.rfind(b"\n\n", 0, len(wire) - 2) + 2  # of the last event; 1 if only one
-        if reports > 1 or wire.find(_REPORT) < start or batch[-1].get("choices"):
+        if reports > 1 or batch[-1].get("choices"):
             return None
         batch = Relayed(batch[:-1], wire[:start] if start > 1 else b"")
-    if _NULL_USAGE in batch.wire:
-        return Relayed(batch, batch.wire.replace(b"," + _NULL_USAGE, b""))
+    if first < start:  # the nulls
+        for null in _NULLS:
+            if null in batch.wire:
+                batch = Relayed(batch, batch.wire.replace(b"," + null, b""))
     return batch
+
+
+def _reports(wire: bytes, start: int, end: int) -> int:
+    """How many usages in ``wire[start:end]`` are not null."""
+    compact, spaced = _NULLS
+    nulls = wire.count(compact, start, end) + wire.count(spaced, start, end)
+    return wire.count(_USAGE, start, end) - nulls
 
 
 def _usage(reported: JSONObject | None) -> Usage | None:

@@ -45,6 +45,8 @@ class OpenRequest(OpenModel):
         """Remember the client's bytes this was validated from."""
         # Past pydantic's __setattr__, which looks for validators and private attributes first.
         object.__setattr__(self, "_source", body)
+        # Both slots set, so that reading them never falls through to pydantic's __getattr__.
+        object.__setattr__(self, "_changes", None)
         return self
 
     def with_fields(self, **fields: Any) -> Self:
@@ -53,7 +55,8 @@ class OpenRequest(OpenModel):
         copy = self.model_copy(update=fields)
         source: bytes | None = getattr(self, "_source", None)
         if source is not None:
-            changes = {**getattr(self, "_changes", {}), **{k: _json(v) for k, v in fields.items()}}
+            changes = {**(getattr(self, "_changes", None) or {})}
+            changes.update((k, _json(v)) for k, v in fields.items())
             object.__setattr__(copy, "_source", source)
             object.__setattr__(copy, "_changes", changes)
         return copy
