@@ -131,12 +131,16 @@ class Gateway:
         served = self.models.get(name)
         if served is None:
             raise ModelNotFound(str(model))
-        key = current_trace().key
-        if key is not None and not key.allows(name):
+        if not self.allowed(name):
             raise PermissionDenied(
                 f"This key may not use the model '{name}'.", param="model", code="model_not_allowed"
             )
         return served
+
+    def allowed(self, name: str) -> bool:
+        """Whether the calling key, if any, may use the model ``name``."""
+        key = current_trace().key
+        return key is None or key.allows(name)
 
     def trace(self, request_id: str) -> Trace:
         """A new trace, keeping bodies for the inspector when the config says so."""

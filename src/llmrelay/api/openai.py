@@ -12,7 +12,6 @@ from ..errors import ModelNotFound
 from ..gateway import Gateway
 from ..schemas import ChatCompletionRequest, CompletionRequest, EmbeddingRequest, JSONObject
 from ..streaming import EventStreamResponse, run_until_disconnect
-from ..trace import current_trace
 from .deps import json_response, parse_body
 from .routing import endpoint
 
@@ -69,20 +68,16 @@ async def embeddings(request: Request, gateway: Gateway) -> Response:
 @endpoint("GET", "/v1/models", TAG)
 async def list_models(request: Request, gateway: Gateway) -> Response:
     """List the configured models: those the calling key may use."""
-    key = current_trace().key
-    cards = [
-        served.card() for name, served in gateway.models.items() if key is None or key.allows(name)
-    ]
+    cards = [served.card() for name, served in gateway.models.items() if gateway.allowed(name)]
     return json_response({"object": "list", "data": cards})
 
 
 @endpoint("GET", "/v1/models/{model:path}", TAG)
 async def get_model(request: Request, gateway: Gateway) -> Response:
     """Describe one configured model."""
-    key = current_trace().key
     model = request.path_params["model"]
     served = gateway.models.get(model)
-    if served is None or (key is not None and not key.allows(model)):
+    if served is None or not gateway.allowed(model):
         raise ModelNotFound(model)
     return json_response(served.card())
 

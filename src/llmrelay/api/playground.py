@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
@@ -59,14 +60,9 @@ async def home(request: Request, gateway: Gateway) -> Response:
     return _serve(request, "index.html")
 
 
-@endpoint("GET", "/ui/", "Playground", documented=False, access="public")
-async def ui_home(request: Request, gateway: Gateway) -> Response:
-    return _serve(request, "index.html")
-
-
 @endpoint("GET", "/ui/{path:path}", "Playground", documented=False, access="public")
 async def asset(request: Request, gateway: Gateway) -> Response:
     return _serve(request, request.path_params["path"])
 
 
-ENDPOINTS = [home, ui_home, asset]
+ENDPOINTS = [home, replace(home, path="/ui/"), asset]

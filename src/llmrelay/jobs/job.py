@@ -100,6 +100,11 @@ class Job:
         left = expected - (now - self.started_at)
         return int(min(5000, max(500, left * 1000 / 4)))
 
+    @property
+    def request_id(self) -> str:
+        """The id its latest run is recorded under, for GET /v1/requests/{id}."""
+        return f"{self.id}-{self.runs}"
+
     def public(self, now: float | None = None) -> JSONObject:
         """The job object of the API."""
         now = time.time() if now is None else now
@@ -113,8 +118,7 @@ class Job:
             "message": ENDINGS.get(self.status) or MESSAGES[self.stage],
             "poll_after_ms": self.poll_after_ms(now),
             "attempts": self.attempts,
-            # The record of the latest run, for GET /v1/requests/{id}.
-            "request_id": f"{self.id}-{self.runs}" if self.runs else None,
+            "request_id": self.request_id if self.runs else None,
             "output": self.output,
             "result": self.result,
             "error": self.error,

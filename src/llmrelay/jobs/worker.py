@@ -112,7 +112,7 @@ class Worker:
         assert runner is not None
         beats: asyncio.Task[None] | None = None
         # The run is recorded as a request of the job's key, whose system prompt it gets.
-        trace = self.gateway.trace(f"{job.id}-{job.runs}")
+        trace = self.gateway.trace(job.request_id)
         trace_var.set(trace)  # in this run's own task
         try:
             if job.key_id is not None:

@@ -55,7 +55,7 @@ class OpenRequest(OpenModel):
         copy = self.model_copy(update=fields)
         source: bytes | None = getattr(self, "_source", None)
         if source is not None:
-            changes = {**(getattr(self, "_changes", None) or {})}
+            changes = dict(getattr(self, "_changes", None) or {})
             changes.update((k, _json(v)) for k, v in fields.items())
             object.__setattr__(copy, "_source", source)
             object.__setattr__(copy, "_changes", changes)

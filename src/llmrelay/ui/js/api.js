@@ -126,6 +126,19 @@ export async function requestRecord(id, { waitMs = 5000, signal } = {}) {
   return getJSON(`/v1/requests/${encodeURIComponent(id)}?wait_ms=${waitMs}`, { signal });
 }
 
+/**
+ * The recorded cost of a request in USD, or null when it is unknown (no record, or no price
+ * for its model). An aborted look-up still throws its AbortError.
+ */
+export async function recordedCost(id, { signal } = {}) {
+  try {
+    return (await requestRecord(id, { signal })).cost_usd;
+  } catch (error) {
+    if (error.name === 'AbortError') throw error;
+    return null;
+  }
+}
+
 export function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }

@@ -2,7 +2,7 @@
 // parameters, images (attachments.js), tools (calls shown as cards, their results typed
 // back), Stop, Clear and Export.
 
-import { requestRecord } from './api.js';
+import { recordedCost } from './api.js';
 import { hasAttachments, initAttachments, putBackAttachments, takeAttachments, updateAttach } from './attachments.js';
 import { byTestId, download, h, markField, nearPageBottom, sendOnEnter, showError } from './dom.js';
 import { duration, tokens, usd } from './format.js';
@@ -277,13 +277,7 @@ function statsLine(reply) {
 async function showCost(cell, requestId) {
   cell.hidden = false;
   cell.textContent = 'cost …';
-  let value = null;
-  try {
-    value = (await requestRecord(requestId)).cost_usd;
-  } catch {
-    // No record, or no price for this model: the cost is unknown.
-  }
-  cell.textContent = `cost ${usd(value)}`;
+  cell.textContent = `cost ${usd(await recordedCost(requestId))}`;
 }
 
 /** Adds a result field to a finished tool-call card; its value goes back with the next Send. */

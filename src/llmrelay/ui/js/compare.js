@@ -1,7 +1,7 @@
 // The Compare tab: one prompt streamed from two to four models at once, side by side, each
 // with its time to first token, total time, tokens and cost.
 
-import { requestRecord } from './api.js';
+import { recordedCost } from './api.js';
 import { byTestId, h, sendOnEnter, showError } from './dom.js';
 import { duration, tokenCounts, usd } from './format.js';
 import { enableCodeCopy, patchMarkdown } from './markdown.js';
@@ -177,9 +177,9 @@ async function streamColumn(column, prompt, signal) {
 async function showCost(column, reply, signal) {
   let cost = null;
   try {
-    if (reply?.requestId) cost = (await requestRecord(reply.requestId, { signal })).cost_usd;
-  } catch (error) {
-    if (error.name === 'AbortError') return; // a new run took the column over
+    if (reply?.requestId) cost = await recordedCost(reply.requestId, { signal });
+  } catch {
+    return; // aborted: a new run took the column over
   }
   column.cost.textContent = usd(cost);
   column.element.dataset.done = 'true';
