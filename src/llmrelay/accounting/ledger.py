@@ -63,7 +63,7 @@ class Ledger:
         self.usage_days = usage_days
         self._pending: list[tuple[tuple[Any, ...], Trace | None]] = []
         self._wake = asyncio.Event()
-        self._flushing = asyncio.Lock()  # one batch at a time, taken from the front
+        self._flushing = asyncio.Lock()  # one flush at a time, so records are written in order
         self._tasks: list[asyncio.Task[None]] = []
         # Spend per key in the current day and month: every process's, as last read, plus
         # this process's since.
@@ -104,21 +104,32 @@ class Ledger:
         if trace.key is not None and trace.cost:
             for spent in self._spent.values():
                 spent[trace.key.id] = spent.get(trace.key.id, 0.0) + trace.cost
-        if len(self._pending) >= BATCH:
+        pending = len(self._pending)
+        if pending >= BATCH:
             self._wake.set()
-        elif len(self._pending) > MAX_PENDING:
-            del self._pending[: len(self._pending) - MAX_PENDING]
-            log.error("the request records are not being written; dropping the oldest")
+            if pending > MAX_PENDING:
+                # A tenth at a time, so that a database that stays down is told of once
+                # per so many records, not once per request.
+                del self._pending[: pending - MAX_PENDING + MAX_PENDING // 10]
+                log.error("the request records are not being written; dropped the oldest")
 
     def spent(self, key_id: str, period: str) -> float:
         return self._spent[period].get(key_id, 0.0)
 
     async def flush(self) -> None:
+        """Write the records pending now. Those that arrive meanwhile wait for the next
+        flush: chasing them made a busy gateway write a few rows at a time, and each
+        round trip to the database's thread cost the event loop more than its rows."""
         async with self._flushing:
-            while self._pending:
-                batch = self._pending[:BATCH]
-                await self.database.run(functools.partial(self._write, batch=batch))
-                del self._pending[: len(batch)]
+            taken, self._pending = self._pending, []
+            start = 0
+            try:
+                for start in range(0, len(taken), BATCH):
+                    batch = taken[start : start + BATCH]
+                    await self.database.run(functools.partial(self._write, batch=batch))
+            except BaseException:
+                self._pending[:0] = taken[start:]  # first in line for the next try
+                raise
 
     def _write(
         self, db: Connection, *, batch: Sequence[tuple[tuple[Any, ...], Trace | None]]
