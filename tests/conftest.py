@@ -19,6 +19,7 @@ import yaml
 
 from llmrelay.app import create_app
 from llmrelay.config import load_config
+from llmrelay.protocol import HTTPProtocol
 
 from . import services
 from .fakes.openai_upstream import FakeUpstream
@@ -82,7 +83,7 @@ def run_gateway(
             log_level="warning",
             access_log=False,
             loop="uvloop",
-            http="httptools",
+            http=HTTPProtocol,
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)

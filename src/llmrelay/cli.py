@@ -97,6 +97,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .logs import configure
+    from .protocol import HTTPProtocol
 
     config = _load(args.config)  # fail here, once, before any worker starts
     keyed = config.api_keys or config.master_key
@@ -117,7 +118,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         loop="uvloop",
-        http="httptools",
+        http=HTTPProtocol,
         log_config=None,
         access_log=False,
         # The gateway does not use the client's address, so X-Forwarded-For need not be read.
