@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmrelay.streaming import NDJSONDecoder, SSEDecoder, plain_data_events
+from llmrelay.streaming import NDJSONDecoder, SSEDecoder, plain_chunks
 
 
 def test_events_split_across_reads() -> None:
@@ -37,18 +37,25 @@ def test_ndjson_lines_across_reads_and_an_unended_last_line() -> None:
     assert decoder.close() == []
 
 
-def test_plain_data_events_fast_path() -> None:
-    block = b'data: {"a": 1}\n\ndata: {"b": 2}\n\ndata: [DONE]\n\n'
-    assert plain_data_events(block) == (
-        b'[{"a": 1},{"b": 2}]',
-        b'data: {"a": 1}\n\ndata: {"b": 2}\n\n',
+def test_plain_chunks_fast_path() -> None:
+    block = b'data: {"a": 1}\n\ndata: {"b": "[DONE]"}\n\ndata: [DONE]\n\n'
+    assert plain_chunks(block) == (
+        [{"a": 1}, {"b": "[DONE]"}],
+        b'data: {"a": 1}\n\ndata: {"b": "[DONE]"}\n\n',
         True,
     )
-    assert plain_data_events(b"data: [DONE]\n\n") == (b"[]", b"", True)
+    assert plain_chunks(b"data: {}\n\n") == ([{}], b"data: {}\n\n", False)
+    assert plain_chunks(b"data: [DONE]\n\n") == ([], b"", True)
     for other in (
         b"event: x\ndata: {}\n\n",
         b'data: {"error": {}}\n\n',
         b"data: [DONE]\n\ndata: {}\n\n",
         b": ping\n\n",
+        b"data: {}\n\n\ndata: {}\n\n",
+        b"data: {},{}\n\n",
+        b"data: []\n\n",
+        b"data: \n\n",
+        b"data: {}\r\n\r\n",
+        b'data: {"a":\n\ndata: 1}\n\n',
     ):
-        assert plain_data_events(other) is None
+        assert plain_chunks(other) is None, other

@@ -136,28 +136,36 @@ def sse_bytes(batch: list[JSONObject]) -> bytes:
     return b"data: " + b"\n\ndata: ".join(map(orjson.dumps, batch)) + b"\n\n"
 
 
-def plain_data_events(block: bytes) -> tuple[bytes, bytes, bool] | None:
-    """Split whole SSE events in the common shape, one ``data: <json>`` line each, in C-speed
-    byte operations: ``(JSON array of the payloads, the events minus [DONE], saw [DONE])``.
+def plain_chunks(block: bytes) -> tuple[list[JSONObject], bytes, bool] | None:
+    """The chunks of whole SSE events in the common shape, one ``data: <json object>`` line
+    each, split and parsed in C-speed byte operations and one ``orjson.loads``:
+    ``(chunks, the events minus a closing [DONE], whether it closed with one)``.
 
-    None when the block holds anything else (other fields, CRs, a [DONE] mid-block, an
-    ``"error"``), which the general ``SSEDecoder`` then handles.
+    None when the block holds anything else (other fields, blank lines, CRs, a [DONE]
+    before the end, an ``"error"``), which the general ``SSEDecoder`` then handles. A
+    JSON text holds no raw newline, so once every event boundary is a comma, any
+    newline left is a shape the fast path does not take.
     """
     done = block.endswith(DONE)
     wire = block[: -len(DONE)] if done else block
     if not wire:
-        return b"[]", b"", done
-    events = wire.count(b"\n\n")
-    if (
-        not wire.startswith(b"data: ")
-        or wire.count(b"\n") != 2 * events
-        or wire.count(b"\n\ndata: ") != events - 1
-        or b"\r" in wire
-        or b"[DONE]" in wire
-        or b'"error"' in wire
-    ):
+        return [], b"", done
+    if not wire.startswith(b"data: ") or b"\r" in wire:
         return None
-    return b"[" + wire[6:-2].replace(b"\n\ndata: ", b",") + b"]", wire, done
+    array = wire[6:-2].replace(b"\n\ndata: ", b",")
+    if b"\n" in array:
+        return None
+    try:
+        chunks = orjson.loads(b"[" + array + b"]")
+    except orjson.JSONDecodeError:
+        return None  # a [DONE] mid-block, or a bad chunk: the events one by one find it
+    # Each boundary made 8 bytes 1; one value per event, not ``data: {},{}``.
+    if len(chunks) != (len(wire) - 8 - len(array)) // 7 + 1:
+        return None
+    for chunk in chunks:
+        if type(chunk) is not dict or "error" in chunk:
+            return None
+    return chunks, wire, done
 
 
 def error_event(exc: BaseException) -> bytes:

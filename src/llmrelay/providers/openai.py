@@ -19,7 +19,7 @@ from ..schemas import (
     JSONObject,
 )
 from ..schemas.common import OpenRequest, json_object
-from ..streaming import Relayed, SSEDecoder, lf_only, plain_data_events
+from ..streaming import Relayed, SSEDecoder, lf_only, plain_chunks
 from ..upstream import upstream_errors
 from .base import ChunkStream, Provider
 from .http import HTTPProvider, RemoteSpec
@@ -82,15 +82,10 @@ class OpenAIProvider(HTTPProvider):
     def _batch(self, block: bytes) -> tuple[list[JSONObject], bool, RelayError | None]:
         """The chunks in a block of whole SSE events, whether it ended the stream with [DONE],
         and the failure that came after them, if one did."""
-        plain = plain_data_events(block)
+        plain = plain_chunks(block)
         if plain is not None:
-            array, wire, done = plain
-            try:
-                chunks = orjson.loads(array)
-            except orjson.JSONDecodeError:
-                chunks = None  # the events one by one keep the good chunks before a bad one
-            if isinstance(chunks, list) and all(type(chunk) is dict for chunk in chunks):
-                return Relayed(chunks, wire), done, None
+            chunks, wire, done = plain
+            return Relayed(chunks, wire), done, None
         batch: list[JSONObject] = []
         for event in SSEDecoder().feed(block):
             if event == b"[DONE]":
