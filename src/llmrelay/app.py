@@ -80,13 +80,13 @@ class App:
         if scope["method"] != "OPTIONS":
             presented = presented_key(scope["headers"])
             await self.gateway.access.check(endpoint.access, presented, current_trace())
-        in_flight = self.gateway.metrics.in_flight
-        in_flight.inc()
+        metrics = self.gateway.metrics
+        metrics.in_flight += 1
         try:
             response = await endpoint.handler(Request(scope, receive), self.gateway)
             await response(scope, receive, send)
         finally:
-            in_flight.dec()
+            metrics.in_flight -= 1
 
     def ended(self, trace: Trace, method: str, path: str) -> None:
         """Log a request that ended, and record it when it reached a model."""
