@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from functools import cache
+from itertools import chain
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -148,7 +149,7 @@ class Database:
                 statement = f"INSERT INTO {into} VALUES {', '.join([row] * len(chunk))} {suffix}"
                 # Past the cache of translated statements: a batch of each size would stay
                 # in it for good.
-                values = [value for values in chunk for value in values]
+                values = list(chain.from_iterable(chunk))
                 db.execute(self.dialect.sql(statement), values)
 
     async def rows(self, statement: str, *args: Any) -> list[Any]:
