@@ -9,7 +9,6 @@ OpenAI-compatible and local ones included.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -17,7 +16,7 @@ import orjson
 from .errors import INTERNAL_MESSAGE, InvalidRequest, RelayError, UnsupportedParameter
 from .schemas import ChatCompletionRequest, JSONObject
 from .schemas.messages import AnthropicMessage, MessagesRequest
-from .streaming import ChunkStream
+from .streaming import Framing
 
 WHERE = "the gateway's Anthropic API"
 STOP_REASONS = {
@@ -235,10 +234,11 @@ def event(name: str, data: JSONObject) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-class _Events:
-    """The state of one Anthropic event stream built from OpenAI chunks."""
+class Events(Framing):
+    """Anthropic's event sequence for one stream, built from OpenAI chunks."""
 
     def __init__(self, model: str) -> None:
+        super().__init__(closing=b"")
         self.model = model
         self.block = -1  # the index of the open content block, if any
         self.open: str | None = None  # its type
@@ -246,7 +246,7 @@ class _Events:
         self.finish = "stop"
         self.usage: JSONObject | None = None
 
-    def start(self) -> bytes:
+    def first(self, batch: list[JSONObject]) -> bytes:
         head: JSONObject = {
             "id": message_id(),
             "type": "message",
@@ -257,11 +257,10 @@ class _Events:
             "stop_sequence": None,
             "usage": {"input_tokens": 0, "output_tokens": 0},
         }
-        return event("message_start", {"type": "message_start", "message": head}) + event(
-            "ping", {"type": "ping"}
-        )
+        start = event("message_start", {"type": "message_start", "message": head})
+        return start + event("ping", {"type": "ping"}) + self.batch(batch)
 
-    def chunks(self, batch: list[JSONObject]) -> bytes:
+    def batch(self, batch: list[JSONObject]) -> bytes:
         out = bytearray()
         for chunk in batch:
             if chunk.get("usage"):
@@ -316,6 +315,10 @@ class _Events:
         data = {"type": "content_block_delta", "index": self.block, "delta": delta}
         return event("content_block_delta", data)
 
+    def failed(self, exc: Exception) -> bytes:
+        relay = exc if isinstance(exc, RelayError) else RelayError(INTERNAL_MESSAGE)
+        return event("error", error_body(relay))
+
     def end(self) -> bytes:
         usage = _usage(self.usage)
         tail = {
@@ -334,23 +337,3 @@ class _Events:
             + event("message_delta", tail)
             + event("message_stop", {"type": "message_stop"})
         )
-
-
-def framing(model: str) -> Any:
-    """The ``EventStreamResponse`` framing that speaks Anthropic's event sequence."""
-
-    async def events(first: list[JSONObject], rest: ChunkStream) -> AsyncIterator[bytes]:
-        state = _Events(model)
-        yield state.start() + state.chunks(first)
-        try:
-            async for batch in rest:
-                part = state.chunks(batch)
-                if part:
-                    yield part
-        except Exception as exc:
-            relay = exc if isinstance(exc, RelayError) else RelayError(INTERNAL_MESSAGE)
-            yield event("error", error_body(relay))
-            return
-        yield state.end()
-
-    return events

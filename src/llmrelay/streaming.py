@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable
 from typing import Protocol, TypeVar
 
 import orjson
@@ -176,18 +176,31 @@ def error_event(exc: BaseException) -> bytes:
     return encode(RelayError(INTERNAL_MESSAGE).to_dict())
 
 
-Framing = Callable[[list[JSONObject], ChunkStream], AsyncIterator[bytes]]
+class Framing:
+    """How a chunk stream goes out as server-sent events: by default OpenAI's, one
+    ``data:`` event per chunk, an error event if the stream breaks, and ``closing``
+    (``[DONE]``) at the end. Each surface's framing is a subclass; one with state
+    serves one response."""
+
+    def __init__(self, closing: bytes = DONE) -> None:
+        self.closing = closing
+
+    def first(self, batch: list[JSONObject]) -> bytes:
+        """What opens the stream, with its first batch."""
+        return self.batch(batch)
+
+    def batch(self, batch: list[JSONObject]) -> bytes:
+        return sse_bytes(batch)
+
+    def failed(self, exc: Exception) -> bytes:
+        """What ends a stream that broke after it started."""
+        return error_event(exc) + self.closing
+
+    def end(self) -> bytes:
+        return self.closing
 
 
-async def openai_events(first: list[JSONObject], rest: ChunkStream) -> AsyncIterator[bytes]:
-    """OpenAI's SSE framing of a chunk stream: one write per batch, and an error event when the
-    stream breaks. ``EventStreamResponse`` adds the closing ``[DONE]``."""
-    yield sse_bytes(first)
-    try:
-        async for batch in rest:
-            yield sse_bytes(batch)
-    except Exception as exc:
-        yield error_event(exc)
+OPENAI = Framing()
 
 
 class EventStreamResponse(Response):
@@ -197,30 +210,41 @@ class EventStreamResponse(Response):
     propagates as an ordinary error reply. From then on the stream is cancelled
     as soon as the server reports a disconnect, even while it waits on an
     upstream that sends nothing, so upstream connections and local generations
-    end with the client. ``closing`` (OpenAI's ``[DONE]`` unless the framing ends
-    the stream itself) goes out with the end of the body, in one write.
+    end with the client. Each batch is framed as it comes, in the response's own
+    task rather than through another generator; the end goes out with the body's
+    last part.
     """
 
-    def __init__(
-        self, stream: ChunkStream, framing: Framing = openai_events, closing: bytes = DONE
-    ) -> None:
+    def __init__(self, stream: ChunkStream, framing: Framing = OPENAI) -> None:
         # No body, and so no content-length: the headers are the same for every stream.
         self.status_code = 200
         self.background = None
         self.raw_headers = list(SSE_HEADERS)
         self.stream = stream
         self.framing = framing
-        self.closing = closing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        stream, framing = self.stream, self.framing
+
         async def pump() -> None:
-            first = await anext(self.stream, None)
+            first = await anext(stream, None)
             if first is None:
                 raise UpstreamMalformed("The upstream sent an empty stream.")
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            async for part in self.framing(first, self.stream):
-                await send({"type": "http.response.body", "body": part, "more_body": True})
-            await send({"type": "http.response.body", "body": self.closing})
+            await send(
+                {"type": "http.response.body", "body": framing.first(first), "more_body": True}
+            )
+            while True:
+                try:
+                    batch = await anext(stream, None)
+                    part = framing.end() if batch is None else framing.batch(batch)
+                except Exception as exc:
+                    batch, part = None, framing.failed(exc)
+                if batch is None:
+                    await send({"type": "http.response.body", "body": part})
+                    return
+                if part:
+                    await send({"type": "http.response.body", "body": part, "more_body": True})
 
         try:
             await run_until_disconnect(pump(), receive)
@@ -229,7 +253,7 @@ class EventStreamResponse(Response):
             log.info("client disconnected; stream stopped")
         finally:
             # Closing the source ends the upstream request, however the stream ended.
-            await self.stream.aclose()
+            await stream.aclose()
 
 
 WATCH_AFTER = 0.05

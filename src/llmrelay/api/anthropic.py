@@ -23,8 +23,8 @@ async def messages(request: Request, gateway: Gateway) -> Response:
     provider = gateway.resolve(body.model)
     chat = inbound_anthropic.chat_request(body)
     if chat.stream:
-        framing = inbound_anthropic.framing(body.model)
-        return EventStreamResponse(provider.chat_stream(chat), framing, closing=b"")
+        events = inbound_anthropic.Events(body.model)
+        return EventStreamResponse(provider.chat_stream(chat), events)
     reply = await run_until_disconnect(provider.chat(chat), request.receive)
     return json_response(inbound_anthropic.message(reply, body.model))
 

@@ -17,7 +17,7 @@ from ..gateway import Gateway
 from ..jobs.job import Status
 from ..jobs.service import JobNotFound, JobService
 from ..schemas import ChatCompletionRequest
-from ..streaming import ChunkStream, EventStreamResponse
+from ..streaming import ChunkStream, EventStreamResponse, Framing
 from .deps import json_response, parse_body, whole_number
 from .routing import QueryParam, endpoint
 
@@ -113,7 +113,8 @@ async def cancel_job(request: Request, gateway: Gateway) -> Response:
 @endpoint("GET", "/v1/jobs/{job_id}/events", TAG, stream=True)
 async def job_events(request: Request, gateway: Gateway) -> Response:
     """Server-sent events: the job object each time it changes, until it has ended."""
-    return EventStreamResponse(_updates(_jobs(gateway), request.path_params["job_id"]), closing=b"")
+    updates = _updates(_jobs(gateway), request.path_params["job_id"])
+    return EventStreamResponse(updates, Framing(closing=b""))
 
 
 async def _updates(jobs: JobService, job_id: str) -> ChunkStream:

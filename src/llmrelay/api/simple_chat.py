@@ -6,8 +6,6 @@ Streamed answers are SSE events ``data: {"delta": "..."}`` ending with
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,7 +14,7 @@ from ..errors import InvalidRequest
 from ..gateway import Gateway
 from ..schemas import ChatCompletionRequest, JSONObject, SimpleChatRequest
 from ..schemas.chat import Message
-from ..streaming import ChunkStream, EventStreamResponse, error_event, run_until_disconnect
+from ..streaming import EventStreamResponse, Framing, run_until_disconnect
 from .deps import json_response, parse_body
 from .routing import QueryParam, endpoint
 
@@ -73,24 +71,19 @@ async def chat_stream_get(request: Request, gateway: Gateway) -> Response:
 
 def _stream(gateway: Gateway, body: SimpleChatRequest) -> Response:
     provider = gateway.resolve(body.model)
-    return EventStreamResponse(provider.chat_stream(_chat_request(body, True)), _deltas)
+    return EventStreamResponse(provider.chat_stream(_chat_request(body, True)), _Deltas())
 
 
-async def _deltas(first: list[JSONObject], rest: ChunkStream) -> AsyncIterator[bytes]:
-    """Text deltas as ``data: {"delta": ...}`` events; ``EventStreamResponse`` adds ``[DONE]``."""
-    batch: list[JSONObject] | None = first
-    try:
-        while batch is not None:
-            text = "".join(
-                choice["delta"].get("content") or ""
-                for chunk in batch
-                for choice in chunk.get("choices") or ()
-            )
-            if text:
-                yield b"data: " + orjson.dumps({"delta": text}) + b"\n\n"
-            batch = await anext(rest, None)
-    except Exception as exc:
-        yield error_event(exc)
+class _Deltas(Framing):
+    """Text deltas as ``data: {"delta": ...}`` events, closed with ``[DONE]``."""
+
+    def batch(self, batch: list[JSONObject]) -> bytes:
+        text = "".join(
+            choice["delta"].get("content") or ""
+            for chunk in batch
+            for choice in chunk.get("choices") or ()
+        )
+        return b"data: " + orjson.dumps({"delta": text}) + b"\n\n" if text else b""
 
 
 ENDPOINTS = [chat, chat_stream, chat_stream_get]
