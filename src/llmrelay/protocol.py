@@ -7,8 +7,8 @@ relayed stream's head, body and closing ``[DONE]`` mostly come in one turn of
 the loop, and so go out in one write rather than three; a whole reply's head
 and body in one rather than two. Measured under load with the shared ruler,
 that was about a tenth of the gateway's time per streamed request. A write
-waits at most for the loop's turn to end, which is when uvicorn's writes would
-have been read anyway.
+waits at most for the loop's turn to end, and a response's last part not at
+all: it goes out with what is held as soon as uvicorn has it.
 """
 
 from __future__ import annotations
@@ -74,6 +74,13 @@ class HTTPProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(GatheredTransport(transport, self.loop))
+
+    def on_response_complete(self) -> None:
+        # A whole response goes out at once, ahead of the logging and accounting that its
+        # request does after it, which would otherwise delay its last bytes.
+        if isinstance(self.transport, GatheredTransport):
+            self.transport.flush()
+        super().on_response_complete()
 
     def handle_websocket_upgrade(self) -> None:
         # The WebSocket protocol takes over the connection, and writes to it itself.
